@@ -1,0 +1,91 @@
+//! The `renorm` binary: parse the command line, call the library, map errors to exit codes
+//! (0 success, 1 bad input or failure, 2 usage).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use regex::Regex;
+
+use cli::{Cli, Command, PruneArgs, RenormArg, ScopeArg};
+use renorm::{report, Error, Filter, PruneOptions, Renorm, Scope, Selector};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("renorm: error: {}", e.to_string().replace('\n', " "));
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Inspect { model, json } => {
+            let r = renorm::inspect_file(&model)?;
+            if json {
+                println!("{}", to_json(&r));
+            } else {
+                print!("{}", report::text::inspect(&r));
+            }
+            Ok(())
+        }
+        Command::Prune(args) => prune(args),
+    }
+}
+
+fn prune(args: PruneArgs) -> Result<(), Error> {
+    let opts = options(&args)?;
+    let r = renorm::prune_file(&args.model, &args.output, &opts)?;
+    let json = to_json(&r);
+    if let Some(path) = &args.report {
+        std::fs::write(path, format!("{json}\n")).map_err(|e| Error::io(path, e))?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report::text::prune(&r));
+    }
+    Ok(())
+}
+
+fn options(args: &PruneArgs) -> Result<PruneOptions, Error> {
+    let regexes = |pats: &[String], flag: &str| -> Result<Vec<Regex>, Error> {
+        pats.iter()
+            .map(|p| {
+                Regex::new(p).map_err(|e| Error::Usage(format!("{flag} '{p}' is not a valid regex: {e}")))
+            })
+            .collect()
+    };
+    let selector = match args.pattern {
+        Some((n, m)) => Selector::Pattern { n, m },
+        None => Selector::Sparsity {
+            sparsity: args.sparsity,
+            scope: match args.scope {
+                ScopeArg::Global => Scope::Global,
+                ScopeArg::Layer => Scope::Layer,
+                ScopeArg::Unit => Scope::Unit,
+            },
+        },
+    };
+    Ok(PruneOptions {
+        selector,
+        renorm: match args.renorm {
+            RenormArg::None => Renorm::None,
+            RenormArg::L1 => Renorm::L1,
+            RenormArg::L2 => Renorm::L2,
+        },
+        filter: Filter {
+            include: regexes(&args.include, "--include")?,
+            exclude: regexes(&args.exclude, "--exclude")?,
+        },
+        force: args.force,
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("reports serialize")
+}

@@ -1,0 +1,8 @@
+//! Reading and writing ONNX files, nothing about pruning.
+
+pub mod external;
+pub mod model;
+pub mod payload;
+pub mod tensor;
+pub mod wire;
+pub mod write;

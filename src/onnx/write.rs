@@ -1,0 +1,148 @@
+//! Writing: the output is the input's bytes with some ranges replaced. Length prefixes of the messages
+//! enclosing a replacement are rewritten when its size changes; nothing else is re-encoded, so every
+//! field renorm does not touch (unknown ones included) is copied byte for byte. Writes are atomic.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::onnx::model::{Model, Nest, Payload, Tensor};
+use crate::onnx::tensor::{self, FloatType};
+use crate::onnx::wire::{self, Value};
+
+/// Replace `range` of the file with `bytes`; `nests` are the messages enclosing `range`.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub range: Range<usize>,
+    pub bytes: Vec<u8>,
+    pub nests: Vec<Nest>,
+}
+
+/// The edit that stores `raw` (little-endian elements) as the payload of `t`, in `t`'s own storage
+/// form. External payloads are not in the model file: see `crate::onnx::external_out`.
+pub fn payload_edit(model: &Model, t: &Tensor, ty: FloatType, raw: Vec<u8>) -> Vec<Edit> {
+    match &t.payload {
+        Payload::Raw(range) => vec![Edit { range: range.clone(), bytes: raw, nests: t.nests.clone() }],
+        Payload::Typed { number, occurrences } => {
+            // One packed field where the first occurrence was; later occurrences (rare) are removed.
+            let body = tensor::raw_to_typed_body(ty, &raw);
+            let mut field = Vec::with_capacity(body.len() + 12);
+            wire::write_bytes_field(&mut field, *number, &body);
+            let mut edits = Vec::new();
+            for (i, f) in occurrences.iter().enumerate() {
+                let end = match &f.value {
+                    Value::Bytes { body, .. } => body.end,
+                    Value::Fixed32(_) => varint_end(model, f.start) + 4,
+                    Value::Fixed64(_) => varint_end(model, f.start) + 8,
+                    Value::Varint(_) => {
+                        let after_tag = varint_end(model, f.start);
+                        wire::read_varint(&model.bytes, after_tag, model.bytes.len())
+                            .map(|(_, e)| e)
+                            .unwrap_or(after_tag)
+                    }
+                };
+                let bytes = if i == 0 { std::mem::take(&mut field) } else { Vec::new() };
+                edits.push(Edit { range: f.start..end, bytes, nests: t.nests.clone() });
+            }
+            edits
+        }
+        Payload::External(_) | Payload::Missing => Vec::new(),
+    }
+}
+
+fn varint_end(model: &Model, pos: usize) -> usize {
+    wire::read_varint(&model.bytes, pos, model.bytes.len()).map(|(_, e)| e).unwrap_or(pos)
+}
+
+/// The edit that records `value` under `key` in `metadata_props`: it replaces an entry with that key,
+/// or appends one (a top-level field may come anywhere in a protobuf message).
+pub fn metadata_edit(model: &Model, key: &str, value: &str) -> Edit {
+    let mut entry = Vec::new();
+    wire::write_bytes_field(&mut entry, 1, key.as_bytes());
+    wire::write_bytes_field(&mut entry, 2, value.as_bytes());
+    let mut field = Vec::new();
+    wire::write_bytes_field(&mut field, 14, &entry);
+    let range = match model.metadata.iter().find(|m| m.key == key) {
+        Some(m) => m.field.clone(),
+        None => model.bytes.len()..model.bytes.len(),
+    };
+    Edit { range, bytes: field, nests: Vec::new() }
+}
+
+/// Turns edits into non-overlapping byte replacements, sorted, adding the rewritten length prefix of
+/// every enclosing message whose size changed.
+pub fn resolve(mut edits: Vec<Edit>) -> Vec<(Range<usize>, Vec<u8>)> {
+    // Every enclosing message, innermost (shortest) first.
+    let mut nests: Vec<Nest> = edits.iter().flat_map(|e| e.nests.iter().cloned()).collect();
+    nests.sort_by_key(|n| (n.body.len(), n.body.start));
+    nests.dedup();
+    let delta = |r: &Range<usize>, new: usize| new as i64 - r.len() as i64;
+    let mut headers: BTreeMap<usize, (Range<usize>, Vec<u8>)> = BTreeMap::new();
+    for nest in &nests {
+        let inside = |r: &Range<usize>| r.start >= nest.body.start && r.end <= nest.body.end;
+        let mut change: i64 =
+            edits.iter().filter(|e| inside(&e.range)).map(|e| delta(&e.range, e.bytes.len())).sum();
+        change += headers.values().filter(|(r, _)| inside(r)).map(|(r, b)| delta(r, b.len())).sum::<i64>();
+        if change != 0 {
+            let mut bytes = Vec::new();
+            wire::write_varint(&mut bytes, (nest.body.len() as i64 + change) as u64);
+            headers.insert(nest.header.start, (nest.header.clone(), bytes));
+        }
+    }
+    let mut out: Vec<(Range<usize>, Vec<u8>)> = edits.drain(..).map(|e| (e.range, e.bytes)).collect();
+    out.extend(headers.into_values());
+    out.sort_by_key(|(r, _)| (r.start, r.end));
+    out
+}
+
+/// Streams `source` with `replacements` applied to `w`.
+pub fn write_patched(
+    w: &mut dyn Write,
+    source: &[u8],
+    replacements: &[(Range<usize>, Vec<u8>)],
+) -> std::io::Result<()> {
+    let mut pos = 0;
+    for (range, bytes) in replacements {
+        w.write_all(&source[pos..range.start])?;
+        w.write_all(bytes)?;
+        pos = range.end;
+    }
+    w.write_all(&source[pos..])
+}
+
+/// A file being written beside its destination; it appears there only on `commit`, and vanishes if
+/// dropped before.
+pub struct AtomicFile {
+    temp: tempfile::NamedTempFile,
+    dest: std::path::PathBuf,
+}
+
+impl AtomicFile {
+    pub fn new(dest: &Path) -> Result<AtomicFile> {
+        let folder = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".renorm-")
+            .suffix(".tmp")
+            .tempfile_in(&folder)
+            .map_err(|e| Error::io(&folder, e))?;
+        Ok(AtomicFile { temp, dest: dest.to_path_buf() })
+    }
+
+    /// Writes the whole content with `fill`.
+    pub fn fill(&mut self, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+        let mut w = BufWriter::with_capacity(1 << 20, self.temp.as_file_mut());
+        fill(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(&self.dest, e))
+    }
+
+    /// Renames the finished file into place.
+    pub fn commit(self) -> Result<()> {
+        let dest = self.dest;
+        self.temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,74 @@
+//! Per-unit scales (design.md §4): none / l1 / l2, computed in f64 from the original weights.
+
+use serde::Serialize;
+
+use crate::prune::targets::Layout;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Renorm {
+    None,
+    L1,
+    L2,
+}
+
+impl Renorm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Renorm::None => "none",
+            Renorm::L1 => "l1",
+            Renorm::L2 => "l2",
+        }
+    }
+}
+
+/// The scale of each output unit. A unit with nothing kept (or whose kept weights are all zero) gets 1:
+/// there is nothing to rescale. `None` in the second vector marks those units, for the statistics.
+pub fn scales(values: &[f32], keep: &[bool], layout: &Layout, method: Renorm) -> Vec<Option<f64>> {
+    (0..layout.units)
+        .map(|u| {
+            let (mut full, mut kept) = (0f64, 0f64);
+            for i in layout.unit_indices(u) {
+                let w = f64::from(values[i]);
+                let m = match method {
+                    Renorm::L1 | Renorm::None => w.abs(),
+                    Renorm::L2 => w * w,
+                };
+                full += m;
+                if keep[i] {
+                    kept += m;
+                }
+            }
+            if kept == 0.0 {
+                return None;
+            }
+            Some(match method {
+                Renorm::None => 1.0,
+                Renorm::L1 => full / kept,
+                Renorm::L2 => (full / kept).sqrt(),
+            })
+        })
+        .collect()
+}
+
+/// min / mean / max of the applied scales (over units that kept a non-zero weight).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ScaleStats {
+    pub min: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+impl ScaleStats {
+    pub fn of(scales: &[Option<f64>]) -> Option<ScaleStats> {
+        let v: Vec<f64> = scales.iter().flatten().copied().collect();
+        if v.is_empty() {
+            return None;
+        }
+        Some(ScaleStats {
+            min: v.iter().copied().fold(f64::INFINITY, f64::min),
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            max: v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+}

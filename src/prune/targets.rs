@@ -1,0 +1,344 @@
+//! Which nodes are targets, and the (output unit x fan-in) view of each weight (design.md §2).
+
+use std::collections::HashMap;
+
+use regex::Regex;
+use serde::Serialize;
+
+use crate::onnx::model::{Graph, Payload, Tensor};
+use crate::onnx::tensor::{type_name, FloatType};
+
+/// Where a weight's tensor lives in the graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `graph.initializer[i]`
+    Initializer(usize),
+    /// The `value` attribute of Constant node `graph.node[i]`.
+    Constant(usize),
+}
+
+/// How the flat elements of a weight map onto output units and their fan-in.
+///
+/// Unit `u` starts at `(u / inner_units) * outer_stride + (u % inner_units) * inner_stride`; its fan-in is
+/// `rows x cols`, element `(r, c)` at `start + r * row_stride + c`. `rows` is the input-channel axis: N:M
+/// runs go along it, at each kernel position `c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub units: usize,
+    pub inner_units: usize,
+    pub inner_stride: usize,
+    pub outer_stride: usize,
+    pub rows: usize,
+    pub row_stride: usize,
+    pub cols: usize,
+}
+
+impl Layout {
+    pub fn fan_in(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    pub fn unit_start(&self, u: usize) -> usize {
+        (u / self.inner_units) * self.outer_stride + (u % self.inner_units) * self.inner_stride
+    }
+
+    /// The flat indices of unit `u`'s fan-in, rows outer, kernel positions inner.
+    pub fn unit_indices(&self, u: usize) -> impl Iterator<Item = usize> + '_ {
+        let start = self.unit_start(u);
+        (0..self.rows).flat_map(move |r| (0..self.cols).map(move |c| start + r * self.row_stride + c))
+    }
+
+    /// For each flat index, the unit it feeds (inverse of `unit_indices`).
+    pub fn unit_of_each(&self) -> Vec<u32> {
+        let mut out = vec![0u32; self.units * self.fan_in()];
+        for u in 0..self.units {
+            for i in self.unit_indices(u) {
+                out[i] = u as u32;
+            }
+        }
+        out
+    }
+}
+
+/// A prunable weight and the node(s) that use it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Node labels using this weight (more than one when a weight is shared with the same mapping).
+    pub nodes: Vec<String>,
+    pub op: String,
+    pub weight: String,
+    pub source: Source,
+    pub dtype: FloatType,
+    pub shape: Vec<usize>,
+    pub layout: Layout,
+    /// The graph index of the first node using this weight (topological position).
+    pub first_node: usize,
+}
+
+impl Target {
+    pub fn params(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn node_label(&self) -> String {
+        self.nodes.join(", ")
+    }
+}
+
+/// A float (or quantized) weight of a target-like op that is not pruned, and why.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Skipped {
+    pub node: String,
+    pub weight: String,
+    pub reason: String,
+}
+
+/// Which targets the user asked for (`--include` / `--exclude`, matched against node and weight names).
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub include: Vec<Regex>,
+    pub exclude: Vec<Regex>,
+}
+
+impl Filter {
+    /// None when selected, or the reason it is not.
+    fn rejects(&self, nodes: &[String], weight: &str) -> Option<String> {
+        let hits = |re: &Regex| re.is_match(weight) || nodes.iter().any(|n| re.is_match(n));
+        if let Some(re) = self.exclude.iter().find(|re| hits(re)) {
+            return Some(format!("excluded by --exclude '{}'", re.as_str()));
+        }
+        if !self.include.is_empty() && !self.include.iter().any(hits) {
+            return Some("matched by no --include pattern".to_string());
+        }
+        None
+    }
+}
+
+/// The targets of a graph and the weights skipped, in graph order.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub targets: Vec<Target>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Ops whose weight input is integer-quantized; their constant weights are listed as skipped.
+const QUANTIZED: [(&str, usize); 4] =
+    [("ConvInteger", 1), ("MatMulInteger", 1), ("QLinearConv", 3), ("QLinearMatMul", 3)];
+
+/// The weight input slot of a target op.
+fn weight_slot(op: &str) -> Option<usize> {
+    matches!(op, "Gemm" | "Conv" | "ConvTranspose" | "MatMul").then_some(1)
+}
+
+/// Finds every target of `graph` (design.md §2) and every weight it skips.
+pub fn plan(graph: &Graph, filter: &Filter) -> Plan {
+    let constants = constants(graph);
+    let mut consumers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (n, node) in graph.nodes.iter().enumerate() {
+        for (slot, input) in node.inputs.iter().enumerate() {
+            consumers.entry(input.as_str()).or_default().push((n, slot));
+        }
+    }
+    let mut plan = Plan::default();
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    for (n, node) in graph.nodes.iter().enumerate() {
+        if !node.is_onnx_domain() {
+            continue;
+        }
+        if let Some((_, slot)) = QUANTIZED.iter().find(|(op, _)| *op == node.op_type) {
+            if let Some(w) = node.inputs.get(*slot).filter(|w| constants.contains_key(w.as_str())) {
+                plan.skipped.push(Skipped {
+                    node: node.label(),
+                    weight: w.clone(),
+                    reason: format!("integer (quantized) weight of {}", node.op_type),
+                });
+            }
+            continue;
+        }
+        let Some(slot) = weight_slot(&node.op_type) else { continue };
+        let Some(weight) = node.inputs.get(slot).filter(|w| !w.is_empty()) else { continue };
+        let Some(&(source, tensor)) = constants.get(weight.as_str()) else { continue };
+        if seen.insert(weight.clone(), ()).is_some() {
+            continue;
+        }
+        let skip = |reason: String| Skipped { node: node.label(), weight: weight.clone(), reason };
+        let Some(dtype) = FloatType::from_code(tensor.data_type) else {
+            let kind = if (17..=20).contains(&tensor.data_type) { "float8" } else { "integer (quantized)" };
+            plan.skipped.push(skip(format!("{kind} weight ({}) is not pruned", type_name(tensor.data_type))));
+            continue;
+        };
+        let shape: Vec<usize> = tensor.dims.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect();
+        let layout = match layout(node, &shape) {
+            Ok(layout) => layout,
+            Err(why) => {
+                plan.skipped.push(skip(why));
+                continue;
+            }
+        };
+        // Every use of the weight must be a target with the same mapping.
+        let mut nodes = Vec::new();
+        let mut foreign = None;
+        for &(c, cslot) in consumers.get(weight.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
+            let user = &graph.nodes[c];
+            let same = user.is_onnx_domain()
+                && user.op_type == node.op_type
+                && weight_slot(&user.op_type) == Some(cslot)
+                && self::layout(user, &shape).as_ref() == Ok(&layout);
+            if same {
+                nodes.push(user.label());
+            } else if foreign.is_none() {
+                foreign = Some(format!(
+                    "also used by {} node '{}' (input {cslot}), which does not share its mapping",
+                    user.op_type,
+                    user.label()
+                ));
+            }
+        }
+        if foreign.is_none() {
+            if let Some(user) = graph.nodes.iter().find(|g| g.subgraph_inputs.iter().any(|i| i == weight)) {
+                foreign = Some(format!(
+                    "also used inside the subgraph of {} node '{}'",
+                    user.op_type,
+                    user.label()
+                ));
+            } else if graph.outputs.iter().any(|o| o == weight) {
+                foreign = Some("it is also a graph output".to_string());
+            }
+        }
+        if let Some(reason) = foreign {
+            plan.skipped.push(skip(reason));
+            continue;
+        }
+        if let Some(reason) = filter.rejects(&nodes, weight) {
+            plan.skipped.push(skip(reason));
+            continue;
+        }
+        plan.targets.push(Target {
+            nodes,
+            op: node.op_type.clone(),
+            weight: weight.clone(),
+            source,
+            dtype,
+            shape,
+            layout,
+            first_node: n,
+        });
+    }
+    plan
+}
+
+/// Graph constants by name: initializers and Constant nodes with a `value` tensor. A Constant node's
+/// value takes its node's output name.
+pub fn constants(graph: &Graph) -> HashMap<&str, (Source, &Tensor)> {
+    let mut map = HashMap::new();
+    for (i, t) in graph.initializers.iter().enumerate() {
+        map.insert(t.name.as_str(), (Source::Initializer(i), t));
+    }
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if node.op_type == "Constant" && node.is_onnx_domain() {
+            if let (Some(out), Some(t)) =
+                (node.outputs.first(), node.attribute("value").and_then(|a| a.tensor.as_ref()))
+            {
+                map.insert(out.as_str(), (Source::Constant(i), t));
+            }
+        }
+    }
+    map
+}
+
+/// Storage form of a weight, for reports.
+pub fn storage(source: Source, tensor: &Tensor) -> &'static str {
+    match (&tensor.payload, source) {
+        (Payload::External(_), _) => "external",
+        (_, Source::Constant(_)) => "constant",
+        _ => "initializer",
+    }
+}
+
+/// The (unit x fan-in) layout of `node`'s weight of `shape` (design.md §2), or why it has none.
+pub fn layout(node: &crate::onnx::model::Node, shape: &[usize]) -> Result<Layout, String> {
+    let kernel = |s: &[usize]| s.iter().product::<usize>();
+    match node.op_type.as_str() {
+        "Gemm" => {
+            let &[a, b] = shape else {
+                return Err(format!("Gemm weight has rank {}, expected 2", shape.len()));
+            };
+            if node.int_attribute("transB", 0) != 0 {
+                Ok(Layout {
+                    units: a,
+                    inner_units: a.max(1),
+                    inner_stride: b,
+                    outer_stride: 0,
+                    rows: b,
+                    row_stride: 1,
+                    cols: 1,
+                })
+            } else {
+                Ok(Layout {
+                    units: b,
+                    inner_units: b.max(1),
+                    inner_stride: 1,
+                    outer_stride: 0,
+                    rows: a,
+                    row_stride: b,
+                    cols: 1,
+                })
+            }
+        }
+        "MatMul" => match shape {
+            [] => Err("MatMul weight is a scalar".to_string()),
+            [k] => Ok(Layout {
+                units: 1,
+                inner_units: 1,
+                inner_stride: 0,
+                outer_stride: 0,
+                rows: *k,
+                row_stride: 1,
+                cols: 1,
+            }),
+            [batch @ .., k, n] => Ok(Layout {
+                units: kernel(batch) * n,
+                inner_units: (*n).max(1),
+                inner_stride: 1,
+                outer_stride: k * n,
+                rows: *k,
+                row_stride: *n,
+                cols: 1,
+            }),
+        },
+        "Conv" | "ConvTranspose" => {
+            if shape.len() < 3 {
+                return Err(format!("{} weight has rank {}, expected 3 or more", node.op_type, shape.len()));
+            }
+            let group = node.int_attribute("group", 1);
+            let g = usize::try_from(group).ok().filter(|g| *g > 0 && shape[0] % g == 0).ok_or_else(|| {
+                format!("group {group} does not divide the weight's first dim {}", shape[0])
+            })?;
+            let kk = kernel(&shape[2..]);
+            if node.op_type == "Conv" {
+                let m = shape[0];
+                Ok(Layout {
+                    units: m,
+                    inner_units: m.max(1),
+                    inner_stride: shape[1] * kk,
+                    outer_stride: 0,
+                    rows: shape[1],
+                    row_stride: kk,
+                    cols: kk,
+                })
+            } else {
+                let (cg, mg) = (shape[0] / g, shape[1]);
+                Ok(Layout {
+                    units: g * mg,
+                    inner_units: mg.max(1),
+                    inner_stride: kk,
+                    outer_stride: cg * mg * kk,
+                    rows: cg,
+                    row_stride: mg * kk,
+                    cols: kk,
+                })
+            }
+        }
+        op => Err(format!("{op} is not a target op")),
+    }
+}

@@ -1,0 +1,347 @@
+//! The prune job: read the model, find targets, select masks, renormalize, write the output (and its
+//! external data) atomically, and report what was done.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::onnx::external::{self, DataFileOut};
+use crate::onnx::model::{Model, Payload, Tensor};
+use crate::onnx::payload;
+use crate::onnx::tensor::{decode_raw, FloatType};
+use crate::onnx::write::{self, AtomicFile, Edit};
+use crate::prune::renorm::{self, Renorm, ScaleStats};
+use crate::prune::select::{self, Selection, Weights};
+use crate::prune::targets::{self, Filter, Plan, Source, Target};
+use crate::report::{Method, PruneReport, TargetReport, Totals};
+
+/// The key of the `metadata_props` entry that records what renorm did.
+pub const METADATA_KEY: &str = "renorm";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    Layer,
+    Unit,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Global => "global",
+            Scope::Layer => "layer",
+            Scope::Unit => "unit",
+        }
+    }
+}
+
+/// How weights are selected: a sparsity at a scope, or an N:M pattern.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Selector {
+    Sparsity { sparsity: f64, scope: Scope },
+    Pattern { n: usize, m: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct PruneOptions {
+    pub selector: Selector,
+    pub renorm: Renorm,
+    pub filter: Filter,
+    /// Overwrite an existing output.
+    pub force: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            selector: Selector::Sparsity { sparsity: 0.5, scope: Scope::Global },
+            renorm: Renorm::L2,
+            filter: Filter::default(),
+            force: false,
+        }
+    }
+}
+
+impl PruneOptions {
+    fn check(&self) -> Result<()> {
+        match self.selector {
+            Selector::Sparsity { sparsity, .. } if !(0.0..=1.0).contains(&sparsity) => {
+                Err(Error::Usage(format!("--sparsity must be between 0 and 1, got {sparsity}")))
+            }
+            Selector::Pattern { n, m } if m == 0 || n > m => {
+                Err(Error::Usage(format!("--pattern {n}:{m}: need 0 <= N <= M and M > 0")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn method(&self) -> Method {
+        let (sparsity, scope, pattern) = match self.selector {
+            Selector::Sparsity { sparsity, scope } => (Some(sparsity), Some(scope.name().to_string()), None),
+            Selector::Pattern { n, m } => (None, None, Some(format!("{n}:{m}"))),
+        };
+        Method { sparsity, scope, renorm: self.renorm.name().to_string(), pattern }
+    }
+}
+
+/// A target with its weights loaded.
+pub struct Loaded<'m> {
+    pub target: Target,
+    pub tensor: &'m Tensor,
+    pub raw: Vec<u8>,
+    pub values: Vec<f32>,
+}
+
+/// The targets of a model, or a clear error when there are none.
+pub fn plan(model: &Model, filter: &Filter) -> Result<Plan> {
+    let plan = targets::plan(&model.graph, filter);
+    if plan.targets.is_empty() {
+        let why = match plan.skipped.first() {
+            None => {
+                "it has no Gemm, Conv, ConvTranspose or MatMul node with a constant float weight".to_string()
+            }
+            Some(s) => format!(
+                "all {} candidate weights were skipped (first: '{}': {})",
+                plan.skipped.len(),
+                s.weight,
+                s.reason
+            ),
+        };
+        return Err(Error::model(&model.path, format!("nothing to prune: {why}")));
+    }
+    Ok(plan)
+}
+
+/// The tensor behind a target.
+pub fn tensor_of<'m>(model: &'m Model, source: Source) -> &'m Tensor {
+    match source {
+        Source::Initializer(i) => &model.graph.initializers[i],
+        Source::Constant(n) => model.graph.nodes[n]
+            .attribute("value")
+            .and_then(|a| a.tensor.as_ref())
+            .expect("a Constant target has a value tensor"),
+    }
+}
+
+/// Reads every target's weights (in parallel) and refuses NaN or infinite values.
+pub fn load<'m>(model: &'m Model, plan: &Plan) -> Result<Vec<Loaded<'m>>> {
+    plan.targets
+        .par_iter()
+        .map(|t| {
+            let tensor = tensor_of(model, t.source);
+            let raw = payload::read(model, tensor, t.dtype)?;
+            let values = decode_raw(t.dtype, &raw);
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::model(
+                    &model.path,
+                    format!(
+                        "weight '{}' holds {} at element {i}; renorm does not prune non-finite weights",
+                        t.weight, values[i]
+                    ),
+                ));
+            }
+            Ok(Loaded { target: t.clone(), tensor, raw, values })
+        })
+        .collect()
+}
+
+/// Masks for every target.
+pub fn select(loaded: &[Loaded], selector: Selector) -> Vec<Selection> {
+    let weights: Vec<Weights> =
+        loaded.iter().map(|l| Weights { values: &l.values, layout: &l.target.layout }).collect();
+    match selector {
+        Selector::Sparsity { sparsity, scope: Scope::Global } => select::global(&weights, sparsity),
+        Selector::Sparsity { sparsity, scope: Scope::Layer } => {
+            weights.par_iter().map(|w| select::layer(w, sparsity)).collect()
+        }
+        Selector::Sparsity { sparsity, scope: Scope::Unit } => {
+            weights.par_iter().map(|w| select::unit(w, sparsity)).collect()
+        }
+        Selector::Pattern { n, m } => weights.iter().map(|w| select::n_of_m(w, n, m)).collect(),
+    }
+}
+
+/// Applies mask and per-unit scales to a target's raw payload in place; returns the scales.
+pub fn apply(l: &mut Loaded, keep: &[bool], method: Renorm) -> Vec<Option<f64>> {
+    let layout = &l.target.layout;
+    let scales = renorm::scales(&l.values, keep, layout, method);
+    let size = l.target.dtype.size();
+    for (u, scale) in scales.iter().enumerate() {
+        let s = scale.unwrap_or(1.0);
+        for i in layout.unit_indices(u) {
+            l.target.dtype.rescale(&mut l.raw[i * size..(i + 1) * size], keep[i], s);
+        }
+    }
+    scales
+}
+
+/// The output path must differ from the input, and may exist only with `force`.
+pub fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
+    let same = match (input.canonicalize(), canonical_dest(output)) {
+        (Ok(a), Some(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::Usage(format!(
+            "output '{}' is the input; renorm never overwrites its input, choose another -o",
+            output.display()
+        )));
+    }
+    if output.exists() && !force {
+        return Err(Error::model(output, "already exists; pass --force to overwrite it"));
+    }
+    if output.is_dir() {
+        return Err(Error::model(output, "is a folder; -o takes the output file's path"));
+    }
+    Ok(())
+}
+
+fn canonical_dest(path: &Path) -> Option<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.canonicalize().ok()?,
+        _ => std::env::current_dir().ok()?.canonicalize().ok()?,
+    };
+    Some(parent.join(path.file_name()?))
+}
+
+/// Prunes `input` into `output` and returns the report.
+pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<PruneReport> {
+    opts.check()?;
+    check_output(input, output, opts.force)?;
+    let model = Model::open(input)?;
+    let plan = plan(&model, &opts.filter)?;
+    let mut loaded = load(&model, &plan)?;
+    let selections = select(&loaded, opts.selector);
+    let scales: Vec<Vec<Option<f64>>> =
+        loaded.par_iter_mut().zip(&selections).map(|(l, sel)| apply(l, &sel.keep, opts.renorm)).collect();
+
+    let targets: Vec<TargetReport> =
+        loaded.iter().zip(&selections).zip(&scales).map(|((l, sel), sc)| target_report(l, sel, sc)).collect();
+    let params = targets.iter().map(|t| t.params).sum();
+    let pruned = targets.iter().map(|t| t.pruned).sum();
+    let report = PruneReport {
+        model: input.display().to_string(),
+        output: output.display().to_string(),
+        method: opts.method(),
+        targets,
+        skipped: plan.skipped.clone(),
+        totals: Totals::of(params, pruned),
+    };
+    let changed: Vec<(&Tensor, FloatType, Vec<u8>)> =
+        loaded.into_iter().map(|l| (l.tensor, l.target.dtype, l.raw)).collect();
+    write_output(&model, output, changed, &metadata_value(&report))?;
+    Ok(report)
+}
+
+fn target_report(l: &Loaded, sel: &Selection, scales: &[Option<f64>]) -> TargetReport {
+    let params = l.values.len();
+    let pruned = sel.keep.iter().filter(|k| !**k).count();
+    let tensor = l.tensor;
+    TargetReport {
+        node: l.target.node_label(),
+        op: l.target.op.clone(),
+        weight: l.target.weight.clone(),
+        shape: l.target.shape.clone(),
+        dtype: l.target.dtype.name().to_string(),
+        storage: targets::storage(l.target.source, tensor).to_string(),
+        params,
+        pruned,
+        sparsity: crate::report::fraction(pruned, params),
+        scale: ScaleStats::of(scales),
+        guarded: sel.guarded,
+        dense_tail: sel.dense_tail,
+    }
+}
+
+/// What the metadata entry records: tool version, method, achieved sparsity. No timestamps, so reruns
+/// are byte-identical.
+fn metadata_value(r: &PruneReport) -> String {
+    serde_json::json!({
+        "tool": format!("renorm {}", env!("CARGO_PKG_VERSION")),
+        "method": r.method,
+        "sparsity": r.totals.sparsity,
+        "pruned": r.totals.pruned,
+        "params": r.totals.params,
+    })
+    .to_string()
+}
+
+/// Writes the output model (and new external-data files) with the changed payloads.
+pub fn write_output(
+    model: &Model,
+    output: &Path,
+    changed: Vec<(&Tensor, FloatType, Vec<u8>)>,
+    meta: &str,
+) -> Result<()> {
+    let mut edits: Vec<Edit> = Vec::new();
+    let mut external_payloads = Vec::new();
+    for (tensor, ty, raw) in changed {
+        match &tensor.payload {
+            Payload::External(ext) => external_payloads.push((ext, raw)),
+            _ => edits.extend(write::payload_edit(model, tensor, ty, raw)),
+        }
+    }
+    // Every external tensor moves to the output's data file(s), targets or not.
+    let all_external = external_tensors(model);
+    let mut locations: Vec<String> = Vec::new();
+    for ext in &all_external {
+        if !locations.contains(&ext.location) {
+            locations.push(ext.location.clone());
+        }
+    }
+    let mut data_files: Vec<DataFileOut> = external::plan_outputs(model, output, &locations)?;
+    for ext in &all_external {
+        let i = locations.iter().position(|l| *l == ext.location).expect("listed");
+        edits.push(Edit {
+            range: ext.location_value.clone(),
+            bytes: data_files[i].location.clone().into_bytes(),
+            nests: ext.location_nests.clone(),
+        });
+    }
+    for (ext, raw) in external_payloads {
+        let i = locations.iter().position(|l| *l == ext.location).expect("listed");
+        data_files[i].patches.push((ext.offset..ext.offset + raw.len() as u64, raw));
+    }
+    for f in &mut data_files {
+        f.patches.sort_by_key(|(r, _)| r.start);
+        if f.dest.exists() && f.dest.canonicalize().ok() == f.source.canonicalize().ok() {
+            return Err(Error::Usage(format!(
+                "output data file '{}' would overwrite the input's external data; choose another -o",
+                f.dest.display()
+            )));
+        }
+    }
+    edits.push(write::metadata_edit(model, METADATA_KEY, meta));
+    let replacements = write::resolve(edits);
+
+    let mut pending: BTreeMap<usize, AtomicFile> = BTreeMap::new();
+    for (i, f) in data_files.iter().enumerate() {
+        let mut file = AtomicFile::new(&f.dest)?;
+        file.fill(|w| external::copy_patched(f, w))?;
+        pending.insert(i, file);
+    }
+    let mut main = AtomicFile::new(output)?;
+    main.fill(|w| write::write_patched(w, &model.bytes, &replacements))?;
+    for file in pending.into_values() {
+        file.commit()?;
+    }
+    main.commit()
+}
+
+/// Every tensor of the main graph stored as external data (initializers and Constant values).
+fn external_tensors(model: &Model) -> Vec<&crate::onnx::model::External> {
+    let constants =
+        model.graph.nodes.iter().flat_map(|n| n.attributes.iter().filter_map(|a| a.tensor.as_ref()));
+    model
+        .graph
+        .initializers
+        .iter()
+        .chain(constants)
+        .filter_map(|t| match &t.payload {
+            Payload::External(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,63 @@
+//! tract: load a model with its input shapes fixed from the data, and run it.
+
+use std::path::Path;
+
+use tract_onnx::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// A model ready to run on inputs of fixed shapes.
+pub struct Runner {
+    plan: std::sync::Arc<TypedRunnableModel>,
+}
+
+/// An f32 tensor: shape and row-major values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Runner {
+    /// Loads `path` for inputs of `shapes` (f32). Stored value_info and output shapes are ignored, as
+    /// they may name symbolic dims that conflict with the fixed ones.
+    pub fn load(path: &Path, shapes: &[Vec<usize>]) -> Result<Runner> {
+        let fail = |e: anyhow::Error| Error::model(path, format!("tract cannot run it: {}", one_line(&e)));
+        let mut model = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
+            .model_for_path(path)
+            .map_err(fail)?;
+        for (i, shape) in shapes.iter().enumerate() {
+            model = model.with_input_fact(i, f32::fact(shape).into()).map_err(fail)?;
+        }
+        let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(fail)?;
+        Ok(Runner { plan })
+    }
+
+    /// Runs the model on `inputs` and returns every output as f32.
+    pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
+        let fail =
+            |e: anyhow::Error| Error::Usage(format!("tract failed to run the model: {}", one_line(&e)));
+        let tensors: TVec<TValue> = inputs
+            .iter()
+            .map(|a| Tensor::from_shape(&a.shape, &a.data).map(|t| t.into_tvalue()))
+            .collect::<TractResult<_>>()
+            .map_err(fail)?;
+        let outputs = self.plan.run(tensors).map_err(fail)?;
+        outputs
+            .into_iter()
+            .map(|t| {
+                let t = t.cast_to::<f32>().map_err(fail)?;
+                Ok(Array {
+                    shape: t.shape().to_vec(),
+                    data: t.to_plain_array_view::<f32>().map_err(fail)?.iter().copied().collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}
