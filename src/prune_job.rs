@@ -115,7 +115,7 @@ pub fn plan(model: &Model, filter: &Filter) -> Result<Plan> {
 }
 
 /// The tensor behind a target.
-pub fn tensor_of<'m>(model: &'m Model, source: Source) -> &'m Tensor {
+pub fn tensor_of(model: &Model, source: Source) -> &Tensor {
     match source {
         Source::Initializer(i) => &model.graph.initializers[i],
         Source::Constant(n) => model.graph.nodes[n]

@@ -166,7 +166,7 @@ impl Model {
                     }
                     let nest = Nest::of(&field)
                         .ok_or_else(|| format(FormatError::at(field.start, "graph is not a message")))?;
-                    graph = Some(read_graph(&bytes, &nest, &[nest.clone()], 0).map_err(format)?);
+                    graph = Some(read_graph(&bytes, &nest, std::slice::from_ref(&nest), 0).map_err(format)?);
                 }
                 14 => metadata.push(read_metadata(&bytes, &field).map_err(format)?),
                 // producer_name, producer_version, domain, doc_string: must at least be strings.

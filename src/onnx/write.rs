@@ -81,9 +81,11 @@ pub fn resolve(mut edits: Vec<Edit>) -> Vec<(Range<usize>, Vec<u8>)> {
     let delta = |r: &Range<usize>, new: usize| new as i64 - r.len() as i64;
     let mut headers: BTreeMap<usize, (Range<usize>, Vec<u8>)> = BTreeMap::new();
     for nest in &nests {
+        // Edits name their enclosing messages (an insertion at a body's end is not inside it by
+        // position alone); rewritten headers are inside by position.
         let inside = |r: &Range<usize>| r.start >= nest.body.start && r.end <= nest.body.end;
         let mut change: i64 =
-            edits.iter().filter(|e| inside(&e.range)).map(|e| delta(&e.range, e.bytes.len())).sum();
+            edits.iter().filter(|e| e.nests.contains(nest)).map(|e| delta(&e.range, e.bytes.len())).sum();
         change += headers.values().filter(|(r, _)| inside(r)).map(|(r, b)| delta(r, b.len())).sum::<i64>();
         if change != 0 {
             let mut bytes = Vec::new();

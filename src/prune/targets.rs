@@ -311,9 +311,10 @@ pub fn layout(node: &crate::onnx::model::Node, shape: &[usize]) -> Result<Layout
                 return Err(format!("{} weight has rank {}, expected 3 or more", node.op_type, shape.len()));
             }
             let group = node.int_attribute("group", 1);
-            let g = usize::try_from(group).ok().filter(|g| *g > 0 && shape[0] % g == 0).ok_or_else(|| {
-                format!("group {group} does not divide the weight's first dim {}", shape[0])
-            })?;
+            let g =
+                usize::try_from(group).ok().filter(|g| *g > 0 && shape[0].is_multiple_of(*g)).ok_or_else(
+                    || format!("group {group} does not divide the weight's first dim {}", shape[0]),
+                )?;
             let kk = kernel(&shape[2..]);
             if node.op_type == "Conv" {
                 let m = shape[0];

@@ -32,10 +32,18 @@ pub fn tensor(name: &str, dims: &[usize], values: &[f32], data_type: i32, form: 
         (FLOAT, Form::Typed) => t.float_data = values.to_vec(),
         (DOUBLE, Form::Raw) => t.raw_data = values.iter().flat_map(|v| f64::from(*v).to_le_bytes()).collect(),
         (DOUBLE, Form::Typed) => t.double_data = values.iter().map(|v| f64::from(*v)).collect(),
-        (FLOAT16, Form::Raw) => t.raw_data = values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect(),
-        (FLOAT16, Form::Typed) => t.int32_data = values.iter().map(|v| f16::from_f32(*v).to_bits() as i32).collect(),
-        (BFLOAT16, Form::Raw) => t.raw_data = values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect(),
-        (BFLOAT16, Form::Typed) => t.int32_data = values.iter().map(|v| bf16::from_f32(*v).to_bits() as i32).collect(),
+        (FLOAT16, Form::Raw) => {
+            t.raw_data = values.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect()
+        }
+        (FLOAT16, Form::Typed) => {
+            t.int32_data = values.iter().map(|v| f16::from_f32(*v).to_bits() as i32).collect()
+        }
+        (BFLOAT16, Form::Raw) => {
+            t.raw_data = values.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect()
+        }
+        (BFLOAT16, Form::Typed) => {
+            t.int32_data = values.iter().map(|v| bf16::from_f32(*v).to_bits() as i32).collect()
+        }
         _ => panic!("unsupported test tensor type {data_type}"),
     }
     t
@@ -62,9 +70,13 @@ pub fn values(t: &pb::TensorProto, folder: &Path) -> Vec<f64> {
         FLOAT => raw.chunks(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap()))).collect(),
         DOUBLE if typed => t.double_data.clone(),
         DOUBLE => raw.chunks(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect(),
-        FLOAT16 if typed => t.int32_data.iter().map(|v| f64::from(f16::from_bits(*v as u16).to_f32())).collect(),
+        FLOAT16 if typed => {
+            t.int32_data.iter().map(|v| f64::from(f16::from_bits(*v as u16).to_f32())).collect()
+        }
         FLOAT16 => raw.chunks(2).map(|b| f64::from(f16::from_le_bytes([b[0], b[1]]).to_f32())).collect(),
-        BFLOAT16 if typed => t.int32_data.iter().map(|v| f64::from(bf16::from_bits(*v as u16).to_f32())).collect(),
+        BFLOAT16 if typed => {
+            t.int32_data.iter().map(|v| f64::from(bf16::from_bits(*v as u16).to_f32())).collect()
+        }
         BFLOAT16 => raw.chunks(2).map(|b| f64::from(bf16::from_le_bytes([b[0], b[1]]).to_f32())).collect(),
         other => panic!("values of type {other}"),
     }
@@ -94,7 +106,13 @@ pub fn attr_tensor(name: &str, t: pb::TensorProto) -> pb::AttributeProto {
     a
 }
 
-pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<pb::AttributeProto>) -> pb::NodeProto {
+pub fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
     let mut n = pb::NodeProto::new();
     n.op_type = op.into();
     n.name = name.into();
@@ -204,4 +222,100 @@ pub fn renorm_bin() -> std::process::Command {
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Independent reference of design.md §2: for each output unit, the flat indices of its fan-in, written
+/// straight from the table (not from the library's layout arithmetic).
+pub fn reference_units(op: &str, shape: &[usize], trans_b: bool, group: usize) -> Vec<Vec<usize>> {
+    match op {
+        "Gemm" if trans_b => {
+            let (n, k) = (shape[0], shape[1]);
+            (0..n).map(|j| (0..k).map(|kk| j * k + kk).collect()).collect()
+        }
+        "Gemm" => {
+            let (k, n) = (shape[0], shape[1]);
+            (0..n).map(|j| (0..k).map(|kk| kk * n + j).collect()).collect()
+        }
+        "MatMul" if shape.len() == 1 => vec![(0..shape[0]).collect()],
+        "MatMul" => {
+            let (k, n) = (shape[shape.len() - 2], shape[shape.len() - 1]);
+            let batch: usize = shape[..shape.len() - 2].iter().product();
+            let mut units = Vec::new();
+            for b in 0..batch {
+                for j in 0..n {
+                    units.push((0..k).map(|kk| b * k * n + kk * n + j).collect());
+                }
+            }
+            units
+        }
+        "Conv" => {
+            let m = shape[0];
+            let fan: usize = shape[1..].iter().product();
+            (0..m).map(|j| (j * fan..(j + 1) * fan).collect()).collect()
+        }
+        "ConvTranspose" => {
+            let (c, mg) = (shape[0], shape[1]);
+            let kk: usize = shape[2..].iter().product();
+            let cg = c / group;
+            let mut units = Vec::new();
+            for j in 0..group * mg {
+                let (grp, i) = (j / mg, j % mg);
+                let mut idx = Vec::new();
+                for ci in grp * cg..(grp + 1) * cg {
+                    for p in 0..kk {
+                        idx.push(ci * mg * kk + i * kk + p);
+                    }
+                }
+                units.push(idx);
+            }
+            units
+        }
+        other => panic!("no reference for {other}"),
+    }
+}
+
+/// Checks that `after` is `before` pruned per unit at sparsity `s` (round(s·fan-in) smallest of each
+/// unit) and rescaled by the l2 (or l1, or no) ratio of each unit. `tol` is relative, for the stored type.
+pub fn assert_unit_pruned(
+    before: &[f64],
+    after: &[f64],
+    units: &[Vec<usize>],
+    s: f64,
+    renorm: &str,
+    tol: f64,
+) {
+    for (u, idx) in units.iter().enumerate() {
+        let w: Vec<f64> = idx.iter().map(|&i| before[i]).collect();
+        let pruned = reference_pruned(&w, torch_count(s, w.len()));
+        assert_rescaled(&w, &pruned, &idx.iter().map(|&i| after[i]).collect::<Vec<_>>(), renorm, tol, u);
+    }
+}
+
+/// Checks one unit: pruned entries are exactly zero, kept ones equal w · scale(renorm).
+pub fn assert_rescaled(w: &[f64], pruned: &[bool], after: &[f64], renorm: &str, tol: f64, unit: usize) {
+    let norm = |p: f64, keep_only: bool| -> f64 {
+        w.iter()
+            .zip(pruned)
+            .filter(|(_, pr)| !keep_only || !**pr)
+            .map(|(v, _)| v.abs().powf(p))
+            .sum::<f64>()
+            .powf(1.0 / p)
+    };
+    let scale = match renorm {
+        "none" => 1.0,
+        "l1" => norm(1.0, false) / norm(1.0, true),
+        "l2" => norm(2.0, false) / norm(2.0, true),
+        other => panic!("renorm {other}"),
+    };
+    for (i, ((&b, &pr), &a)) in w.iter().zip(pruned).zip(after).enumerate() {
+        if pr {
+            assert_eq!(a, 0.0, "unit {unit}, element {i}: pruned weight {b} is {a}, not 0");
+        } else if scale.is_finite() {
+            let want = b * scale;
+            assert!(
+                (a - want).abs() <= tol * want.abs().max(1e-30),
+                "unit {unit}, element {i}: kept weight {b} became {a}, want {want} (scale {scale})"
+            );
+        }
+    }
 }
