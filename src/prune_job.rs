@@ -324,10 +324,10 @@ pub fn write_output(
     }
     let mut main = AtomicFile::new(output)?;
     main.fill(|w| write::write_patched(w, &model.bytes, &replacements))?;
-    for file in pending.into_values() {
-        file.commit()?;
+    for (i, file) in pending {
+        file.commit(&data_files[i].source)?;
     }
-    main.commit()
+    main.commit(&model.path)
 }
 
 /// Every tensor of the main graph stored as external data (initializers and Constant values).

@@ -46,7 +46,8 @@ pub struct External {
     pub location: String,
     pub offset: u64,
     pub length: Option<u64>,
-    /// The bytes of the `location` value string, and the messages enclosing it.
+    /// The bytes of the `location` value string, and the length-delimited fields enclosing it (its
+    /// own string field last).
     pub location_value: Range<usize>,
     pub location_nests: Vec<Nest>,
 }
@@ -359,7 +360,8 @@ fn read_external(buf: &[u8], entries: &[Field], nests: &[Nest], name: &str) -> R
     for entry in entries {
         let nest =
             Nest::of(entry).ok_or_else(|| FormatError::at(entry.start, "external_data is not a message"))?;
-        let (mut key, mut value, mut value_range) = (String::new(), String::new(), 0..0);
+        let (mut key, mut value, mut value_range, mut value_nest) =
+            (String::new(), String::new(), 0..0, None);
         for f in fields(buf, nest.body.clone()) {
             let f = f?;
             match f.number {
@@ -367,6 +369,7 @@ fn read_external(buf: &[u8], entries: &[Field], nests: &[Nest], name: &str) -> R
                 2 => {
                     value_range = f.body("external_data value")?;
                     value = wire::string(buf, value_range.clone())?;
+                    value_nest = Nest::of(&f);
                 }
                 _ => {}
             }
@@ -384,6 +387,7 @@ fn read_external(buf: &[u8], entries: &[Field], nests: &[Nest], name: &str) -> R
                 ext.location = value;
                 ext.location_value = value_range;
                 ext.location_nests = with(nests, nest);
+                ext.location_nests.extend(value_nest.clone());
                 found_location = true;
             }
             "offset" => ext.offset = number(&value)?,

@@ -141,9 +141,13 @@ impl AtomicFile {
         fill(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(&self.dest, e))
     }
 
-    /// Renames the finished file into place.
-    pub fn commit(self) -> Result<()> {
+    /// Renames the finished file into place, with the permissions of `like` (the file it derives
+    /// from) rather than the private ones of a temporary file.
+    pub fn commit(self, like: &Path) -> Result<()> {
         let dest = self.dest;
+        if let Ok(meta) = std::fs::metadata(like) {
+            self.temp.as_file().set_permissions(meta.permissions()).map_err(|e| Error::io(&dest, e))?;
+        }
         self.temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         Ok(())
     }
