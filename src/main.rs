@@ -12,7 +12,17 @@ use cli::{Cli, Command, PruneArgs, RenormArg, ScopeArg};
 use renorm::{report, Error, Filter, PruneOptions, Renorm, Scope, Selector};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One line, like every other error, for logs and pipelines.
+            let text = e.to_string();
+            let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+            eprintln!("renorm: error: {} (see 'renorm --help')", first.join(" ").trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
