@@ -134,9 +134,13 @@ fn weight_slot(op: &str) -> Option<usize> {
 pub fn plan(graph: &Graph, filter: &Filter) -> Plan {
     let constants = constants(graph);
     let mut consumers: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    let mut producers: HashMap<&str, usize> = HashMap::new();
     for (n, node) in graph.nodes.iter().enumerate() {
         for (slot, input) in node.inputs.iter().enumerate() {
             consumers.entry(input.as_str()).or_default().push((n, slot));
+        }
+        for output in &node.outputs {
+            producers.insert(output.as_str(), n);
         }
     }
     let mut plan = Plan::default();
@@ -156,8 +160,18 @@ pub fn plan(graph: &Graph, filter: &Filter) -> Plan {
             continue;
         }
         let Some(slot) = weight_slot(&node.op_type) else { continue };
-        let Some(weight) = node.inputs.get(slot).filter(|w| !w.is_empty()) else { continue };
-        let Some(&(source, tensor)) = constants.get(weight.as_str()) else { continue };
+        let Some(input) = node.inputs.get(slot).filter(|w| !w.is_empty()) else { continue };
+        // The weight is the constant itself or, for MatMul, a 2-D constant behind a Transpose (older
+        // PyTorch exports of Linear without bias).
+        let (weight, through) = if constants.contains_key(input.as_str()) {
+            (input, false)
+        } else {
+            match transposed_constant(graph, &producers, &constants, node, input) {
+                Some(w) => (w, true),
+                None => continue,
+            }
+        };
+        let (source, tensor) = constants[weight.as_str()];
         if seen.insert(weight.clone(), ()).is_some() {
             continue;
         }
@@ -168,47 +182,21 @@ pub fn plan(graph: &Graph, filter: &Filter) -> Plan {
             continue;
         };
         let shape: Vec<usize> = tensor.dims.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect();
-        let layout = match layout(node, &shape) {
+        let found = if through { Ok(transposed_layout(&shape)) } else { layout(node, &shape) };
+        let layout = match found {
             Ok(layout) => layout,
             Err(why) => {
                 plan.skipped.push(skip(why));
                 continue;
             }
         };
-        // Every use of the weight must be a target with the same mapping.
-        let mut nodes = Vec::new();
-        let mut foreign = None;
-        for &(c, cslot) in consumers.get(weight.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
-            let user = &graph.nodes[c];
-            let same = user.is_onnx_domain()
-                && user.op_type == node.op_type
-                && weight_slot(&user.op_type) == Some(cslot)
-                && self::layout(user, &shape).as_ref() == Ok(&layout);
-            if same {
-                nodes.push(user.label());
-            } else if foreign.is_none() {
-                foreign = Some(format!(
-                    "also used by {} node '{}' (input {cslot}), which does not share its mapping",
-                    user.op_type,
-                    user.label()
-                ));
+        let nodes = match uses(graph, &consumers, weight, &shape, &layout) {
+            Ok(nodes) => nodes,
+            Err(reason) => {
+                plan.skipped.push(skip(reason));
+                continue;
             }
-        }
-        if foreign.is_none() {
-            if let Some(user) = graph.nodes.iter().find(|g| g.subgraph_inputs.iter().any(|i| i == weight)) {
-                foreign = Some(format!(
-                    "also used inside the subgraph of {} node '{}'",
-                    user.op_type,
-                    user.label()
-                ));
-            } else if graph.outputs.iter().any(|o| o == weight) {
-                foreign = Some("it is also a graph output".to_string());
-            }
-        }
-        if let Some(reason) = foreign {
-            plan.skipped.push(skip(reason));
-            continue;
-        }
+        };
         if let Some(reason) = filter.rejects(&nodes, weight) {
             plan.skipped.push(skip(reason));
             continue;
@@ -225,6 +213,107 @@ pub fn plan(graph: &Graph, filter: &Filter) -> Plan {
         });
     }
     plan
+}
+
+type Consumers<'g> = HashMap<&'g str, Vec<(usize, usize)>>;
+
+/// The labels of the nodes using `weight` (of `shape`), when every use is a target with `layout`: directly,
+/// or through a 2-D Transpose feeding only MatMul weights. Otherwise the reason it must be skipped.
+fn uses(
+    graph: &Graph,
+    consumers: &Consumers,
+    weight: &str,
+    shape: &[usize],
+    layout: &Layout,
+) -> Result<Vec<String>, String> {
+    let foreign = |user: &crate::onnx::model::Node, slot: usize| {
+        format!(
+            "also used by {} node '{}' (input {slot}), which does not share its mapping",
+            user.op_type,
+            user.label()
+        )
+    };
+    let mut nodes = Vec::new();
+    for &(c, slot) in consumers.get(weight).map(Vec::as_slice).unwrap_or(&[]) {
+        let user = &graph.nodes[c];
+        if is_matrix_transpose(user, shape) && slot == 0 {
+            if transposed_layout(shape) != *layout || exposed(graph, &user.outputs[0]) {
+                return Err(foreign(user, slot));
+            }
+            for &(m, mslot) in consumers.get(user.outputs[0].as_str()).map(Vec::as_slice).unwrap_or(&[]) {
+                let matmul = &graph.nodes[m];
+                if !(matmul.is_onnx_domain() && matmul.op_type == "MatMul" && mslot == 1) {
+                    return Err(foreign(matmul, mslot));
+                }
+                nodes.push(matmul.label());
+            }
+            continue;
+        }
+        let same = user.is_onnx_domain()
+            && weight_slot(&user.op_type) == Some(slot)
+            && self::layout(user, shape).as_ref() == Ok(layout);
+        if !same {
+            return Err(foreign(user, slot));
+        }
+        nodes.push(user.label());
+    }
+    if let Some(user) = graph.nodes.iter().find(|g| g.subgraph_inputs.iter().any(|i| i == weight)) {
+        return Err(format!("also used inside the subgraph of {} node '{}'", user.op_type, user.label()));
+    }
+    if graph.outputs.iter().any(|o| o == weight) {
+        return Err("it is also a graph output".to_string());
+    }
+    Ok(nodes)
+}
+
+/// Whether `name` is a graph output or read inside a subgraph.
+fn exposed(graph: &Graph, name: &str) -> bool {
+    graph.outputs.iter().any(|o| o == name)
+        || graph.nodes.iter().any(|g| g.subgraph_inputs.iter().any(|i| i == name))
+}
+
+/// A Transpose swapping the two axes of a 2-D tensor of `shape`.
+fn is_matrix_transpose(node: &crate::onnx::model::Node, shape: &[usize]) -> bool {
+    let perm = node.attribute("perm").map(|a| a.ints.as_slice());
+    node.is_onnx_domain()
+        && node.op_type == "Transpose"
+        && shape.len() == 2
+        && node.outputs.len() == 1
+        && matches!(perm, None | Some([1, 0]))
+}
+
+/// For MatMul `node` whose weight `input` is a Transpose of a 2-D constant: that constant's name.
+fn transposed_constant<'g>(
+    graph: &'g Graph,
+    producers: &HashMap<&str, usize>,
+    constants: &HashMap<&str, (Source, &Tensor)>,
+    node: &crate::onnx::model::Node,
+    input: &str,
+) -> Option<&'g String> {
+    if node.op_type != "MatMul" {
+        return None;
+    }
+    let t = *producers.get(input)?;
+    let transpose = &graph.nodes[t];
+    let weight = transpose.inputs.first()?;
+    let (_, tensor) = constants.get(weight.as_str())?;
+    let shape: Vec<usize> = tensor.dims.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect();
+    is_matrix_transpose(transpose, &shape).then_some(weight)
+}
+
+/// The layout of a 2-D weight (N, K) whose row j is unit j: Gemm with transB=1, or a weight that a
+/// Transpose feeds to MatMul as (K, N).
+fn transposed_layout(shape: &[usize]) -> Layout {
+    let (n, k) = (shape[0], shape[1]);
+    Layout {
+        units: n,
+        inner_units: n.max(1),
+        inner_stride: k,
+        outer_stride: 0,
+        rows: k,
+        row_stride: 1,
+        cols: 1,
+    }
 }
 
 /// Graph constants by name: initializers and Constant nodes with a `value` tensor. A Constant node's
@@ -264,15 +353,7 @@ pub fn layout(node: &crate::onnx::model::Node, shape: &[usize]) -> Result<Layout
                 return Err(format!("Gemm weight has rank {}, expected 2", shape.len()));
             };
             if node.int_attribute("transB", 0) != 0 {
-                Ok(Layout {
-                    units: a,
-                    inner_units: a.max(1),
-                    inner_stride: b,
-                    outer_stride: 0,
-                    rows: b,
-                    row_stride: 1,
-                    cols: 1,
-                })
+                Ok(transposed_layout(shape))
             } else {
                 Ok(Layout {
                     units: b,
