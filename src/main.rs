@@ -18,7 +18,10 @@ fn main() -> ExitCode {
             // One line, like every other error, for logs and pipelines.
             let text = e.to_string();
             let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
-            eprintln!("renorm: error: {} (see 'renorm --help')", first.join(" ").trim_start_matches("error: "));
+            eprintln!(
+                "renorm: error: {} (see 'renorm --help')",
+                first.join(" ").trim_start_matches("error: ")
+            );
             return ExitCode::from(2);
         }
         Err(e) => e.exit(),
