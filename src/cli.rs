@@ -31,6 +31,60 @@ pub enum Command {
         after_help = "Examples:\n  renorm prune fixtures/mnist_mlp.onnx -o mlp-90.onnx --sparsity 0.9\n  renorm prune model.onnx -o out.onnx --scope layer --renorm l1 --exclude 'classifier'\n  renorm prune model.onnx -o out.onnx --pattern 2:4 --report report.json"
     )]
     Prune(PruneArgs),
+    /// Run the original and a pruned model with tract on the same samples and compare them.
+    #[command(
+        after_help = "Examples:\n  renorm validate fixtures/mnist_mlp.onnx mlp-90.onnx --data fixtures/mnist_test_1000.npy --labels fixtures/mnist_test_1000_labels.npy\n  renorm validate model.onnx pruned.onnx --data test_data/ --min-cosine 0.99 --json\n\nExit codes: 0 ok, 1 bad input, 2 usage, 3 a gate failed (the report is still written)."
+    )]
+    Validate(ValidateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ValidateArgs {
+    /// The model before pruning.
+    pub original: PathBuf,
+    /// The pruned model.
+    pub pruned: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Print the JSON report on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Sample data, how to read it, and the gates to check (shared by `validate` and `prune --data`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Samples: .npy (first axis = samples), .npz (one array per input name), IDX, or a folder of
+    /// test_data_set_*/input_*.pb.
+    #[arg(long, value_name = "DATA", required = false)]
+    pub data: Option<PathBuf>,
+    /// Class labels (.npy or IDX) for accuracy.
+    #[arg(long, value_name = "LABELS", requires = "data")]
+    pub labels: Option<PathBuf>,
+    /// Use only the first N samples.
+    #[arg(long, value_name = "N")]
+    pub samples: Option<usize>,
+    /// Samples per tract run (runs go in parallel across cores).
+    #[arg(long, value_name = "B", default_value_t = 64)]
+    pub batch: usize,
+    /// Divide the data by S, converting integer data (e.g. uint8 pixels: --scale 255) to float.
+    #[arg(long, value_name = "S")]
+    pub scale: Option<f32>,
+    /// Insert a size-1 channel axis after the samples axis (e.g. (N, 28, 28) → (N, 1, 28, 28)).
+    #[arg(long)]
+    pub add_channel_axis: bool,
+    /// Gate: fail (exit 3) if more than this fraction of samples change their top-1 class.
+    #[arg(long, value_name = "X", requires = "data")]
+    pub max_top1_drop: Option<f64>,
+    /// Gate: fail (exit 3) if top-1 accuracy against --labels drops by more than X.
+    #[arg(long, value_name = "X", requires = "labels")]
+    pub max_accuracy_drop: Option<f64>,
+    /// Gate: fail (exit 3) if any output's cosine similarity to the original is below X.
+    #[arg(long, value_name = "X", requires = "data")]
+    pub min_cosine: Option<f64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -67,6 +121,15 @@ pub struct PruneArgs {
     /// Overwrite the output if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Calibration samples for --renorm stats (training data, not the validation data).
+    #[arg(long, value_name = "DATA")]
+    pub calib: Option<PathBuf>,
+    /// Use only the first N calibration samples.
+    #[arg(long, value_name = "N", requires = "calib")]
+    pub calib_samples: Option<usize>,
+    /// Validate the written model against the input on these samples (see `renorm validate`).
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -81,6 +144,8 @@ pub enum RenormArg {
     None,
     L1,
     L2,
+    /// Match each unit's output mean and std to the original's on --calib samples.
+    Stats,
 }
 
 fn parse_pattern(s: &str) -> Result<(usize, usize), String> {

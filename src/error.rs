@@ -31,6 +31,9 @@ pub enum Error {
     /// The options do not make sense (exit code 2, like a command-line usage error).
     #[error("{0}")]
     Usage(String),
+    /// A validation gate failed (exit code 3); the output and report were still written.
+    #[error("{0}")]
+    Gate(String),
 }
 
 impl Error {
@@ -46,6 +49,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
+            Error::Gate(_) => 3,
             _ => 1,
         }
     }

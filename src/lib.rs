@@ -3,6 +3,8 @@
 //!
 //! Data flows one way: bytes ([`onnx`]) → targets → masks → scales ([`prune`]) → patched bytes.
 
+pub mod calibrate;
+pub mod data;
 pub mod error;
 pub mod inspect;
 pub mod onnx;
@@ -10,6 +12,8 @@ pub mod prune;
 pub mod prune_job;
 pub mod report;
 pub mod runtime;
+pub mod samples;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use inspect::inspect_file;

@@ -1,5 +1,5 @@
 //! The `renorm` binary: parse the command line, call the library, map errors to exit codes
-//! (0 success, 1 bad input or failure, 2 usage).
+//! (0 success, 1 bad input or failure, 2 usage, 3 a validation gate failed).
 
 mod cli;
 
@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use regex::Regex;
 
-use cli::{Cli, Command, PruneArgs, RenormArg, ScopeArg};
+use cli::{Cli, Command, DataArgs, PruneArgs, RenormArg, ScopeArg, ValidateArgs};
+use renorm::samples::SampleOptions;
+use renorm::validate::{DataSpec, Gates};
 use renorm::{report, Error, Filter, PruneOptions, Renorm, Scope, Selector};
 
 fn main() -> ExitCode {
@@ -47,7 +49,43 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Prune(args) => prune(args),
+        Command::Validate(args) => validate(args),
     }
+}
+
+fn validate(args: ValidateArgs) -> Result<(), Error> {
+    let spec =
+        data_spec(&args.data)?.ok_or_else(|| Error::Usage("validate needs --data DATA".to_string()))?;
+    let r = renorm::validate::validate_files(&args.original, &args.pruned, &spec)?;
+    let json = to_json(&r);
+    if let Some(path) = &args.report {
+        std::fs::write(path, format!("{json}\n")).map_err(|e| Error::io(path, e))?;
+    }
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", report::text::validation(&r));
+    }
+    renorm::validate::gate_error(&r).map_or(Ok(()), Err)
+}
+
+/// The validation data options, or None without --data.
+fn data_spec(d: &DataArgs) -> Result<Option<DataSpec>, Error> {
+    let Some(data) = &d.data else { return Ok(None) };
+    if d.batch == 0 {
+        return Err(Error::Usage("--batch must be at least 1".to_string()));
+    }
+    Ok(Some(DataSpec {
+        data: data.clone(),
+        labels: d.labels.clone(),
+        sample: SampleOptions { limit: d.samples, scale: d.scale, add_channel_axis: d.add_channel_axis },
+        batch: d.batch,
+        gates: Gates {
+            max_top1_drop: d.max_top1_drop,
+            max_accuracy_drop: d.max_accuracy_drop,
+            min_cosine: d.min_cosine,
+        },
+    }))
 }
 
 fn prune(args: PruneArgs) -> Result<(), Error> {
@@ -62,7 +100,10 @@ fn prune(args: PruneArgs) -> Result<(), Error> {
     } else {
         print!("{}", report::text::prune(&r));
     }
-    Ok(())
+    match &r.validation {
+        Some(v) => renorm::validate::gate_error(v).map_or(Ok(()), Err),
+        None => Ok(()),
+    }
 }
 
 fn options(args: &PruneArgs) -> Result<PruneOptions, Error> {
@@ -90,12 +131,25 @@ fn options(args: &PruneArgs) -> Result<PruneOptions, Error> {
             RenormArg::None => Renorm::None,
             RenormArg::L1 => Renorm::L1,
             RenormArg::L2 => Renorm::L2,
+            RenormArg::Stats => Renorm::Stats,
         },
         filter: Filter {
             include: regexes(&args.include, "--include")?,
             exclude: regexes(&args.exclude, "--exclude")?,
         },
         force: args.force,
+        // Calibration reads like --data, without labels or gates.
+        calib: args.calib.as_ref().map(|c| DataSpec {
+            data: c.clone(),
+            sample: SampleOptions {
+                limit: args.calib_samples,
+                scale: args.data.scale,
+                add_channel_axis: args.data.add_channel_axis,
+            },
+            batch: args.data.batch,
+            ..Default::default()
+        }),
+        validation: data_spec(&args.data)?,
     })
 }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use crate::calibrate;
 use crate::error::{Error, Result};
 use crate::onnx::external::{self, DataFileOut};
 use crate::onnx::model::{Model, Payload, Tensor};
@@ -16,6 +17,7 @@ use crate::prune::renorm::{self, Renorm, ScaleStats};
 use crate::prune::select::{self, Selection, Weights};
 use crate::prune::targets::{self, Filter, Plan, Source, Target};
 use crate::report::{Method, PruneReport, TargetReport, Totals};
+use crate::validate::{self, DataSpec};
 
 /// The key of the `metadata_props` entry that records what renorm did.
 pub const METADATA_KEY: &str = "renorm";
@@ -51,6 +53,10 @@ pub struct PruneOptions {
     pub filter: Filter,
     /// Overwrite an existing output.
     pub force: bool,
+    /// Calibration samples (required by `Renorm::Stats`).
+    pub calib: Option<DataSpec>,
+    /// Validate the written model on these samples; the report gains `validation`.
+    pub validation: Option<DataSpec>,
 }
 
 impl Default for PruneOptions {
@@ -60,6 +66,8 @@ impl Default for PruneOptions {
             renorm: Renorm::L2,
             filter: Filter::default(),
             force: false,
+            calib: None,
+            validation: None,
         }
     }
 }
@@ -72,6 +80,12 @@ impl PruneOptions {
             }
             Selector::Pattern { n, m } if m == 0 || n > m => {
                 Err(Error::Usage(format!("--pattern {n}:{m}: need 0 <= N <= M and M > 0")))
+            }
+            _ if self.renorm == Renorm::Stats && self.calib.is_none() => {
+                Err(Error::Usage("--renorm stats needs calibration samples: --calib DATA".to_string()))
+            }
+            _ if self.renorm != Renorm::Stats && self.calib.is_some() => {
+                Err(Error::Usage("--calib is used only by --renorm stats".to_string()))
             }
             _ => Ok(()),
         }
@@ -206,32 +220,53 @@ fn canonical_dest(path: &Path) -> Option<PathBuf> {
     Some(parent.join(path.file_name()?))
 }
 
-/// Prunes `input` into `output` and returns the report.
+/// Prunes `input` into `output` and returns the report (with `validation` when asked). Every input
+/// problem, data included, is found before anything is written.
 pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<PruneReport> {
     opts.check()?;
     check_output(input, output, opts.force)?;
     let model = Model::open(input)?;
     let plan = plan(&model, &opts.filter)?;
+    let validation = opts.validation.as_ref().map(|spec| validate::prepare(&model, spec)).transpose()?;
+    let calib = opts.calib.as_ref().map(|spec| validate::prepare(&model, spec)).transpose()?;
     let mut loaded = load(&model, &plan)?;
     let selections = select(&loaded, opts.selector);
-    let scales: Vec<Vec<Option<f64>>> =
+    let mut scales: Vec<Vec<Option<f64>>> =
         loaded.par_iter_mut().zip(&selections).map(|(l, sel)| apply(l, &sel.keep, opts.renorm)).collect();
-
-    let targets: Vec<TargetReport> =
+    let (mut corrections, mut bias_changed, mut edits) = (Vec::new(), Vec::new(), Vec::new());
+    if let Some(calib) = &calib {
+        let keeps: Vec<Vec<bool>> = selections.iter().map(|s| s.keep.clone()).collect();
+        (corrections, bias_changed, edits) = calibrate::calibrate(&model, &mut loaded, &keeps, calib)?;
+        for (sc, c) in scales.iter_mut().zip(&corrections) {
+            *sc = c.units.iter().map(|u| u.map(|(a, _)| a)).collect();
+        }
+    }
+    let mut targets: Vec<TargetReport> =
         loaded.iter().zip(&selections).zip(&scales).map(|((l, sel), sc)| target_report(l, sel, sc)).collect();
+    for (t, c) in targets.iter_mut().zip(&corrections) {
+        if c.fallback.is_none() {
+            t.shift = ScaleStats::of(&c.units.iter().map(|u| u.map(|(_, s)| s)).collect::<Vec<_>>());
+        }
+        t.note = calibrate::note(c);
+    }
     let params = targets.iter().map(|t| t.params).sum();
     let pruned = targets.iter().map(|t| t.pruned).sum();
-    let report = PruneReport {
+    let mut report = PruneReport {
         model: input.display().to_string(),
         output: output.display().to_string(),
         method: opts.method(),
         targets,
         skipped: plan.skipped.clone(),
         totals: Totals::of(params, pruned),
+        validation: None,
     };
-    let changed: Vec<(&Tensor, FloatType, Vec<u8>)> =
+    let mut changed: Vec<(&Tensor, FloatType, Vec<u8>)> =
         loaded.into_iter().map(|l| (l.tensor, l.target.dtype, l.raw)).collect();
-    write_output(&model, output, changed, &metadata_value(&report))?;
+    changed.append(&mut bias_changed);
+    write_output(&model, output, changed, edits, &metadata_value(&report))?;
+    if let Some(prepared) = &validation {
+        report.validation = Some(validate::run(input, output, prepared));
+    }
     Ok(report)
 }
 
@@ -252,6 +287,8 @@ fn target_report(l: &Loaded, sel: &Selection, scales: &[Option<f64>]) -> TargetR
         scale: ScaleStats::of(scales),
         guarded: sel.guarded,
         dense_tail: sel.dense_tail,
+        shift: None,
+        note: None,
     }
 }
 
@@ -273,9 +310,10 @@ pub fn write_output(
     model: &Model,
     output: &Path,
     changed: Vec<(&Tensor, FloatType, Vec<u8>)>,
+    extra: Vec<Edit>,
     meta: &str,
 ) -> Result<()> {
-    let mut edits: Vec<Edit> = Vec::new();
+    let mut edits: Vec<Edit> = extra;
     let mut external_payloads = Vec::new();
     for (tensor, ty, raw) in changed {
         match &tensor.payload {

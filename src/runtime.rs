@@ -22,12 +22,26 @@ impl Runner {
     /// Loads `path` for inputs of `shapes` (f32). Stored value_info and output shapes are ignored, as
     /// they may name symbolic dims that conflict with the fixed ones.
     pub fn load(path: &Path, shapes: &[Vec<usize>]) -> Result<Runner> {
+        Runner::load_with_outputs(path, shapes, &[])
+    }
+
+    /// Like `load`, with the named intermediate values as extra outputs after the model's own.
+    pub fn load_with_outputs(path: &Path, shapes: &[Vec<usize>], extra: &[String]) -> Result<Runner> {
         let fail = |e: anyhow::Error| Error::model(path, format!("tract cannot run it: {}", one_line(&e)));
         let mut model = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
             .with_ignore_value_info(true)
             .model_for_path(path)
             .map_err(fail)?;
+        if !extra.is_empty() {
+            let mut outlets = model.output_outlets().map_err(fail)?.to_vec();
+            for name in extra {
+                outlets.push(model.find_outlet_label(name).ok_or_else(|| {
+                    Error::model(path, format!("tract cannot expose value '{name}' as an output"))
+                })?);
+            }
+            model.select_output_outlets(&outlets).map_err(fail)?;
+        }
         for (i, shape) in shapes.iter().enumerate() {
             model = model.with_input_fact(i, f32::fact(shape).into()).map_err(fail)?;
         }

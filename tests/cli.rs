@@ -35,7 +35,8 @@ fn prune_json_report_has_the_documented_keys_and_matches_the_file() {
     assert_eq!(code, 0, "{stderr}");
     let r: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r, serde_json::from_str::<Value>(&std::fs::read_to_string(&report).unwrap()).unwrap());
-    assert_eq!(keys(&r), ["method", "model", "output", "skipped", "targets", "totals"]);
+    assert_eq!(keys(&r), ["method", "model", "output", "skipped", "targets", "totals", "validation"]);
+    assert_eq!(r["validation"], Value::Null);
     assert_eq!(keys(&r["method"]), ["pattern", "renorm", "scope", "sparsity"]);
     // The defaults: 0.5, global, l2.
     assert_eq!(

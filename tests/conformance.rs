@@ -333,3 +333,41 @@ fn integer_cases() {
         Ok(None)
     });
 }
+
+#[test]
+fn validate_against_the_cases_own_outputs_at_sparsity_0() {
+    let skips = each_case(false, |case| {
+        let (pruned, _) = prune(case, 0.0, "pruned.onnx")?;
+        // The case's remaining inputs and its outputs, in the test_data_set layout.
+        let set = case.tmp.path().join("data/test_data_set_0");
+        std::fs::create_dir_all(&set).map_err(|e| e.to_string())?;
+        for (prefix, tensors) in [("input", &case.inputs), ("output", &case.outputs)] {
+            for (i, t) in tensors.iter().enumerate() {
+                let bytes = t.write_to_bytes().map_err(|e| e.to_string())?;
+                std::fs::write(set.join(format!("{prefix}_{i}.pb")), bytes).map_err(|e| e.to_string())?;
+            }
+        }
+        let spec = renorm::validate::DataSpec {
+            data: set.parent().unwrap().to_path_buf(),
+            batch: 1,
+            ..Default::default()
+        };
+        let r = renorm::validate::validate_files(&case.model, &pruned, &spec).map_err(|e| e.to_string())?;
+        if let Some(why) = r.skipped_reason {
+            return Ok(Some(format!("validation skipped: {why}")));
+        }
+        for o in &r.outputs {
+            let refs =
+                o.reference_max_abs_error.ok_or(format!("output '{}' has no reference error", o.name))?;
+            if refs.original > 1e-3
+                || refs.pruned != refs.original
+                || o.max_abs_error != 0.0
+                || o.cosine < 1.0 - 1e-9
+            {
+                return Err(format!("output '{}': {o:?}", o.name));
+            }
+        }
+        Ok(None)
+    });
+    assert!(skips.len() <= 5, "too many known skips ({}):\n{}", skips.len(), skips.join("\n"));
+}

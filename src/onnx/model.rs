@@ -74,6 +74,7 @@ impl Tensor {
 pub struct Attribute {
     pub name: String,
     pub int: Option<i64>,
+    pub float: Option<f32>,
     pub ints: Vec<i64>,
     pub tensor: Option<Tensor>,
 }
@@ -88,6 +89,11 @@ pub struct Node {
     pub attributes: Vec<Attribute>,
     /// Names that nodes inside this node's subgraphs (If/Loop/Scan bodies) read from outer scopes.
     pub subgraph_inputs: Vec<String>,
+    /// The whole `node` field (tag to end), its own message and those enclosing it (innermost last),
+    /// and each output field (tag to end): where edits that add to or rename in a node go.
+    pub field: Range<usize>,
+    pub nests: Vec<Nest>,
+    pub output_fields: Vec<Range<usize>>,
 }
 
 impl Node {
@@ -97,6 +103,10 @@ impl Node {
 
     pub fn int_attribute(&self, name: &str, default: i64) -> i64 {
         self.attribute(name).and_then(|a| a.int).unwrap_or(default)
+    }
+
+    pub fn float_attribute(&self, name: &str, default: f64) -> f64 {
+        self.attribute(name).and_then(|a| a.float).map_or(default, f64::from)
     }
 
     /// True for the default ONNX operator domain.
@@ -119,7 +129,20 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     pub initializers: Vec<Tensor>,
     pub inputs: Vec<String>,
+    /// The declared type of each of `inputs` (initializers included when listed as inputs).
+    pub input_infos: Vec<ValueInfo>,
+    /// The graph's own message and those enclosing it, innermost last (for appending fields).
+    pub nests: Vec<Nest>,
     pub outputs: Vec<String>,
+}
+
+/// A graph input's name, element type (0 when undeclared) and dims (None: no shape; a None dim is
+/// symbolic or unknown).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ValueInfo {
+    pub name: String,
+    pub elem_type: i32,
+    pub dims: Option<Vec<Option<u64>>>,
 }
 
 /// One `metadata_props` entry.
@@ -208,7 +231,7 @@ fn read_graph(buf: &[u8], graph: &Nest, nests: &[Nest], depth: usize) -> Result<
     if depth > MAX_DEPTH {
         return Err(FormatError::at(graph.body.start, "graphs nested too deeply"));
     }
-    let mut out = Graph::default();
+    let mut out = Graph { nests: nests.to_vec(), ..Graph::default() };
     for field in fields(buf, graph.body.clone()) {
         let field = field?;
         match field.number {
@@ -218,8 +241,12 @@ fn read_graph(buf: &[u8], graph: &Nest, nests: &[Nest], depth: usize) -> Result<
                     .ok_or_else(|| FormatError::at(field.start, "initializer is not a message"))?;
                 out.initializers.push(read_tensor(buf, &with(nests, nest))?);
             }
-            11 => out.inputs.push(value_info_name(buf, &field)?),
-            12 => out.outputs.push(value_info_name(buf, &field)?),
+            11 => {
+                let info = value_info(buf, &field)?;
+                out.inputs.push(info.name.clone());
+                out.input_infos.push(info);
+            }
+            12 => out.outputs.push(value_info(buf, &field)?.name),
             _ => {}
         }
     }
@@ -232,26 +259,68 @@ fn with(nests: &[Nest], nest: Nest) -> Vec<Nest> {
     v
 }
 
-fn value_info_name(buf: &[u8], field: &Field) -> Result<String, FormatError> {
-    let body = field.body("graph input/output")?;
-    for f in fields(buf, body) {
+/// A graph input or output: its name and, when declared, its tensor element type and dims.
+fn value_info(buf: &[u8], field: &Field) -> Result<ValueInfo, FormatError> {
+    let mut info = ValueInfo::default();
+    for f in fields(buf, field.body("graph input/output")?) {
         let f = f?;
-        if f.number == 1 {
-            return wire::string(buf, f.body("value name")?);
+        match f.number {
+            1 => info.name = wire::string(buf, f.body("value name")?)?,
+            2 => {
+                // TypeProto.tensor_type (1) → elem_type (1), shape (2) → dim (1) → dim_value (1).
+                for t in fields(buf, f.body("value type")?) {
+                    let t = t?;
+                    if t.number != 1 {
+                        continue;
+                    }
+                    for g in fields(buf, t.body("tensor type")?) {
+                        let g = g?;
+                        match g.number {
+                            1 => info.elem_type = g.varint("element type")? as i32,
+                            2 => info.dims = Some(shape_dims(buf, &g)?),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    Ok(String::new())
+    Ok(info)
+}
+
+fn shape_dims(buf: &[u8], shape: &Field) -> Result<Vec<Option<u64>>, FormatError> {
+    let mut dims = Vec::new();
+    for d in fields(buf, shape.body("tensor shape")?) {
+        let d = d?;
+        if d.number != 1 {
+            continue;
+        }
+        let mut value = None;
+        for v in fields(buf, d.body("dimension")?) {
+            let v = v?;
+            if v.number == 1 {
+                value = Some(v.varint("dim_value")?);
+            }
+        }
+        dims.push(value);
+    }
+    Ok(dims)
 }
 
 fn read_node(buf: &[u8], field: &Field, nests: &[Nest], depth: usize) -> Result<Node, FormatError> {
     let nest = Nest::of(field).ok_or_else(|| FormatError::at(field.start, "node is not a message"))?;
     let nests = with(nests, nest.clone());
-    let mut node = Node::default();
+    let mut node = Node { field: field.start..nest.body.end, nests: nests.clone(), ..Node::default() };
     for f in fields(buf, nest.body.clone()) {
         let f = f?;
         match f.number {
             1 => node.inputs.push(wire::string(buf, f.body("node input")?)?),
-            2 => node.outputs.push(wire::string(buf, f.body("node output")?)?),
+            2 => {
+                let body = f.body("node output")?;
+                node.output_fields.push(f.start..body.end);
+                node.outputs.push(wire::string(buf, body)?);
+            }
             3 => node.name = wire::string(buf, f.body("node name")?)?,
             4 => node.op_type = wire::string(buf, f.body("op_type")?)?,
             7 => node.domain = wire::string(buf, f.body("domain")?)?,
@@ -281,6 +350,11 @@ fn read_attribute(
         match f.number {
             1 => attr.name = wire::string(buf, f.body("attribute name")?)?,
             3 => attr.int = Some(f.varint("integer attribute")? as i64),
+            2 => {
+                if let Value::Fixed32(v) = f.value {
+                    attr.float = Some(f32::from_bits(v));
+                }
+            }
             8 => wire::packed_varints(buf, &f, &mut ints)?,
             5 => {
                 let t = Nest::of(&f)

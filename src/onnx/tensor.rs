@@ -22,6 +22,29 @@ impl FloatType {
         }
     }
 
+    /// The ONNX `TensorProto.DataType` code.
+    pub fn code(self) -> i32 {
+        match self {
+            FloatType::F32 => 1,
+            FloatType::F16 => 10,
+            FloatType::Bf16 => 16,
+            FloatType::F64 => 11,
+        }
+    }
+
+    /// Little-endian raw bytes of `values`, each rounded once to this type.
+    pub fn encode(self, values: &[f64]) -> Vec<u8> {
+        values
+            .iter()
+            .flat_map(|&v| match self {
+                FloatType::F32 => (v as f32).to_le_bytes().to_vec(),
+                FloatType::F16 => f16::from_f64(v).to_le_bytes().to_vec(),
+                FloatType::Bf16 => bf16::from_f64(v).to_le_bytes().to_vec(),
+                FloatType::F64 => v.to_le_bytes().to_vec(),
+            })
+            .collect()
+    }
+
     /// Bytes per element in raw_data (little-endian).
     pub fn size(self) -> usize {
         match self {

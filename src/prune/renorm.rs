@@ -10,6 +10,8 @@ pub enum Renorm {
     None,
     L1,
     L2,
+    /// Calibrated (design.md §4 `stats`): masks here, factors and shifts from `crate::calibrate`.
+    Stats,
 }
 
 impl Renorm {
@@ -18,6 +20,7 @@ impl Renorm {
             Renorm::None => "none",
             Renorm::L1 => "l1",
             Renorm::L2 => "l2",
+            Renorm::Stats => "stats",
         }
     }
 }
@@ -31,7 +34,7 @@ pub fn scales(values: &[f32], keep: &[bool], layout: &Layout, method: Renorm) ->
             for i in layout.unit_indices(u) {
                 let w = f64::from(values[i]);
                 let m = match method {
-                    Renorm::L1 | Renorm::None => w.abs(),
+                    Renorm::L1 | Renorm::None | Renorm::Stats => w.abs(),
                     Renorm::L2 => w * w,
                 };
                 full += m;
@@ -43,7 +46,7 @@ pub fn scales(values: &[f32], keep: &[bool], layout: &Layout, method: Renorm) ->
                 return None;
             }
             Some(match method {
-                Renorm::None => 1.0,
+                Renorm::None | Renorm::Stats => 1.0,
                 Renorm::L1 => full / kept,
                 Renorm::L2 => (full / kept).sqrt(),
             })

@@ -17,6 +17,8 @@ pub struct PruneReport {
     pub targets: Vec<TargetReport>,
     pub skipped: Vec<Skipped>,
     pub totals: Totals,
+    /// With `--data`: how the written model compares with the input (null otherwise).
+    pub validation: Option<ValidationReport>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -47,6 +49,11 @@ pub struct TargetReport {
     pub guarded: bool,
     /// N:M: weights left dense in trailing runs shorter than M.
     pub dense_tail: usize,
+    /// `stats`: per-unit shifts folded into the bias (null otherwise).
+    pub shift: Option<ScaleStats>,
+    /// `stats`: what calibration did beyond the factors (bias created, units left plain-pruned,
+    /// or why it fell back to l2).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -101,4 +108,48 @@ pub struct InspectTotals {
     pub skipped: usize,
     pub params: usize,
     pub zero_fraction: f64,
+}
+
+/// What `validate` (and `prune --data`) found: original and pruned run on the same samples (design.md §6).
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct ValidationReport {
+    pub samples: usize,
+    /// Top-1 accuracy of the first output against the labels (null without labels).
+    pub accuracy: Option<Accuracy>,
+    pub outputs: Vec<OutputReport>,
+    /// Conversions applied to the data on request (`--scale`, `--add-channel-axis`).
+    pub conversions: Vec<String>,
+    /// Why tract could not run the models (null when it did).
+    pub skipped_reason: Option<String>,
+    /// Every requested gate and whether it passed.
+    pub gates: Vec<Gate>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct Accuracy {
+    pub original: f64,
+    pub pruned: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutputReport {
+    pub name: String,
+    /// Fraction of samples whose argmax agrees (null unless the output is (samples, classes)).
+    pub top1_agreement: Option<f64>,
+    pub max_abs_error: f64,
+    pub mean_abs_error: f64,
+    /// ‖pruned − original‖₂ / ‖original‖₂.
+    pub rel_l2_error: f64,
+    pub cosine: f64,
+    /// Max |error| of each model against the data's own reference outputs (test_data_set folders).
+    pub reference_max_abs_error: Option<Accuracy>,
+}
+
+/// A validation gate: `--max-top1-drop`, `--max-accuracy-drop` or `--min-cosine`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Gate {
+    pub gate: String,
+    pub limit: f64,
+    pub value: f64,
+    pub passed: bool,
 }

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{InspectReport, PruneReport};
+use super::{InspectReport, PruneReport, ValidationReport};
 
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -86,6 +86,9 @@ pub fn prune(r: &PruneReport) -> String {
             if t.dense_tail > 0 {
                 note += &format!("{} dense in short runs", t.dense_tail);
             }
+            if let Some(n) = &t.note {
+                note += n;
+            }
             vec![
                 t.node.clone(),
                 t.op.clone(),
@@ -113,5 +116,58 @@ pub fn prune(r: &PruneReport) -> String {
         r.totals.params,
         100.0 * r.totals.sparsity
     );
+    if let Some(v) = &r.validation {
+        out += "\n";
+        out += &validation(v);
+    }
+    out
+}
+
+/// The validation summary: accuracy, per-output errors, gates.
+pub fn validation(v: &ValidationReport) -> String {
+    let mut out = format!("validation on {} samples", v.samples);
+    if !v.conversions.is_empty() {
+        out += &format!(" ({})", v.conversions.join("; "));
+    }
+    out += "\n";
+    if let Some(why) = &v.skipped_reason {
+        let _ = writeln!(out, "  skipped: {why}");
+    }
+    if let Some(a) = v.accuracy {
+        let _ = writeln!(
+            out,
+            "  accuracy: original {:.2}%, pruned {:.2}% ({:+.2} points)",
+            100.0 * a.original,
+            100.0 * a.pruned,
+            100.0 * (a.pruned - a.original)
+        );
+    }
+    let rows: Vec<Vec<String>> = v
+        .outputs
+        .iter()
+        .map(|o| {
+            vec![
+                o.name.clone(),
+                o.top1_agreement.map_or("-".into(), |a| format!("{:.2}%", 100.0 * a)),
+                format!("{:.3e}", o.max_abs_error),
+                format!("{:.3e}", o.mean_abs_error),
+                format!("{:.4}", o.rel_l2_error),
+                format!("{:.5}", o.cosine),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out += &table(&["output", "top-1 agree", "max |err|", "mean |err|", "rel L2", "cosine"], &rows);
+    }
+    for g in &v.gates {
+        let _ = writeln!(
+            out,
+            "  gate --{} {}: {} ({})",
+            g.gate,
+            g.limit,
+            if g.passed { "passed" } else { "FAILED" },
+            if g.value.is_nan() { "not measurable".to_string() } else { format!("{:.4}", g.value) }
+        );
+    }
     out
 }

@@ -90,6 +90,14 @@ pub fn attr_int(name: &str, v: i64) -> pb::AttributeProto {
     a
 }
 
+pub fn attr_ints(name: &str, v: &[i64]) -> pb::AttributeProto {
+    let mut a = pb::AttributeProto::new();
+    a.name = name.into();
+    a.type_ = pb::attribute_proto::AttributeType::INTS.into();
+    a.ints = v.to_vec();
+    a
+}
+
 pub fn attr_float(name: &str, v: f32) -> pb::AttributeProto {
     let mut a = pb::AttributeProto::new();
     a.name = name.into();
