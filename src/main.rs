@@ -57,15 +57,7 @@ fn validate(args: ValidateArgs) -> Result<(), Error> {
     let spec =
         data_spec(&args.data)?.ok_or_else(|| Error::Usage("validate needs --data DATA".to_string()))?;
     let r = renorm::validate::validate_files(&args.original, &args.pruned, &spec)?;
-    let json = to_json(&r);
-    if let Some(path) = &args.report {
-        std::fs::write(path, format!("{json}\n")).map_err(|e| Error::io(path, e))?;
-    }
-    if args.json {
-        println!("{json}");
-    } else {
-        print!("{}", report::text::validation(&r));
-    }
+    emit(&r, args.report.as_deref(), args.json, report::text::validation)?;
     renorm::validate::gate_error(&r).map_or(Ok(()), Err)
 }
 
@@ -91,15 +83,7 @@ fn data_spec(d: &DataArgs) -> Result<Option<DataSpec>, Error> {
 fn prune(args: PruneArgs) -> Result<(), Error> {
     let opts = options(&args)?;
     let r = renorm::prune_file(&args.model, &args.output, &opts)?;
-    let json = to_json(&r);
-    if let Some(path) = &args.report {
-        std::fs::write(path, format!("{json}\n")).map_err(|e| Error::io(path, e))?;
-    }
-    if args.json {
-        println!("{json}");
-    } else {
-        print!("{}", report::text::prune(&r));
-    }
+    emit(&r, args.report.as_deref(), args.json, report::text::prune)?;
     match &r.validation {
         Some(v) => renorm::validate::gate_error(v).map_or(Ok(()), Err),
         None => Ok(()),
@@ -151,6 +135,25 @@ fn options(args: &PruneArgs) -> Result<PruneOptions, Error> {
         }),
         validation: data_spec(&args.data)?,
     })
+}
+
+/// Writes the JSON report to `--report` if given, then prints it (`--json`) or the text summary.
+fn emit<T: serde::Serialize>(
+    r: &T,
+    report: Option<&std::path::Path>,
+    json: bool,
+    text: fn(&T) -> String,
+) -> Result<(), Error> {
+    let encoded = to_json(r);
+    if let Some(path) = report {
+        std::fs::write(path, format!("{encoded}\n")).map_err(|e| Error::io(path, e))?;
+    }
+    if json {
+        println!("{encoded}");
+    } else {
+        print!("{}", text(r));
+    }
+    Ok(())
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {

@@ -7,20 +7,8 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use ndarray::Array4;
-use ndarray_npy::read_npy;
 use renorm::runtime::{Array, Runner};
 use renorm::{PruneOptions, Renorm, Scope, Selector};
-
-fn images() -> Array {
-    let x: Array4<f32> = read_npy(fixtures().join("mnist_test_1000.npy")).unwrap();
-    Array { shape: x.shape().to_vec(), data: x.iter().copied().collect() }
-}
-
-fn labels() -> Vec<i64> {
-    let y: ndarray::Array1<i64> = read_npy(fixtures().join("mnist_test_1000_labels.npy")).unwrap();
-    y.to_vec()
-}
 
 fn logits(model: &Path, x: &Array) -> Array {
     Runner::load(model, std::slice::from_ref(&x.shape))
@@ -61,7 +49,7 @@ fn prune(input: &Path, out: &Path, sparsity: f64, renorm: Renorm) {
 
 #[test]
 fn dense_accuracy_matches_the_training_script() {
-    let (x, y) = (images(), labels());
+    let (x, y) = (mnist_images(), mnist_labels());
     for name in ["mnist_mlp", "mnist_cnn"] {
         let acc = accuracy(&logits(&fixtures().join(format!("{name}.onnx")), &x), &y);
         assert!(
@@ -75,7 +63,7 @@ fn dense_accuracy_matches_the_training_script() {
 #[test]
 fn sparsity_zero_leaves_every_output_identical() {
     let dir = tempfile::tempdir().unwrap();
-    let x = images();
+    let x = mnist_images();
     for name in ["mnist_mlp.onnx", "mnist_cnn.onnx"] {
         let out = dir.path().join(name);
         prune(&fixtures().join(name), &out, 0.0, Renorm::L2);
@@ -86,7 +74,7 @@ fn sparsity_zero_leaves_every_output_identical() {
 #[test]
 fn pruned_models_run_and_stay_useful() {
     let dir = tempfile::tempdir().unwrap();
-    let (x, y) = (images(), labels());
+    let (x, y) = (mnist_images(), mnist_labels());
     // The CNN has 20 k weights, the MLP 266 k: it affords less.
     for (name, sparsity) in [("mnist_mlp", 0.8), ("mnist_cnn", 0.5)] {
         let input = fixtures().join(format!("{name}.onnx"));

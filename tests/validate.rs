@@ -12,16 +12,6 @@ use renorm::runtime::{Array, Runner};
 use renorm::validate::{DataSpec, Gates};
 use renorm::{PruneOptions, Renorm, Scope, Selector};
 
-fn images() -> Array {
-    let x: Array4<f32> = read_npy(fixtures().join("mnist_test_1000.npy")).unwrap();
-    Array { shape: x.shape().to_vec(), data: x.iter().copied().collect() }
-}
-
-fn labels() -> Vec<i64> {
-    let y: ndarray::Array1<i64> = read_npy(fixtures().join("mnist_test_1000_labels.npy")).unwrap();
-    y.to_vec()
-}
-
 fn spec(data: &Path, labels: Option<PathBuf>) -> DataSpec {
     DataSpec { data: data.to_path_buf(), labels, batch: 64, ..Default::default() }
 }
@@ -59,7 +49,7 @@ fn validate_figures_match_a_computation_on_tracts_outputs() {
     let r = renorm::validate::validate_files(&mlp, &out, &mnist_spec()).unwrap();
 
     // The same samples in one tract run each (the library batches by 64, in parallel).
-    let x = images();
+    let x = mnist_images();
     let run = |m: &Path| {
         Runner::load(m, std::slice::from_ref(&x.shape))
             .unwrap()
@@ -68,7 +58,7 @@ fn validate_figures_match_a_computation_on_tracts_outputs() {
             .remove(0)
     };
     let (o, p) = (run(&mlp), run(&out));
-    let y = labels();
+    let y = mnist_labels();
     let acc = |a: &Array| {
         a.data.chunks(10).zip(&y).filter(|(r, l)| argmax(r) as i64 == **l).count() as f64 / 1000.0
     };

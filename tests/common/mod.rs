@@ -232,6 +232,19 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// The 1 000 bundled MNIST test images, (1000, 1, 28, 28) in [0, 1].
+pub fn mnist_images() -> renorm::runtime::Array {
+    let x: ndarray::Array4<f32> = ndarray_npy::read_npy(fixtures().join("mnist_test_1000.npy")).unwrap();
+    renorm::runtime::Array { shape: x.shape().to_vec(), data: x.iter().copied().collect() }
+}
+
+/// Their labels.
+pub fn mnist_labels() -> Vec<i64> {
+    let y: ndarray::Array1<i64> =
+        ndarray_npy::read_npy(fixtures().join("mnist_test_1000_labels.npy")).unwrap();
+    y.to_vec()
+}
+
 /// Independent reference of design.md §2: for each output unit, the flat indices of its fan-in, written
 /// straight from the table (not from the library's layout arithmetic).
 pub fn reference_units(op: &str, shape: &[usize], trans_b: bool, group: usize) -> Vec<Vec<usize>> {
