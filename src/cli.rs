@@ -121,12 +121,25 @@ pub struct PruneArgs {
     /// Overwrite the output if it exists.
     #[arg(long)]
     pub force: bool,
-    /// Calibration samples for --renorm stats (training data, not the validation data).
+    /// Calibration samples for --renorm stats and refit (training data, not the validation data).
     #[arg(long, value_name = "DATA")]
     pub calib: Option<PathBuf>,
     /// Use only the first N calibration samples.
     #[arg(long, value_name = "N", requires = "calib")]
     pub calib_samples: Option<usize>,
+    /// Like --scale, for the calibration data (--scale applies to --data only).
+    #[arg(long, value_name = "S", requires = "calib")]
+    pub calib_scale: Option<f32>,
+    /// Like --add-channel-axis, for the calibration data.
+    #[arg(long, requires = "calib")]
+    pub calib_add_channel_axis: bool,
+    /// refit: refits per unit while the mask moves toward its magnitude-mask count (1 keeps the
+    /// magnitude mask exactly).
+    #[arg(long, value_name = "K", default_value_t = 4)]
+    pub refit_steps: usize,
+    /// refit: ridge strength toward the original weights, relative to the mean input energy.
+    #[arg(long, value_name = "A", default_value_t = 0.01)]
+    pub ridge: f64,
     /// Validate the written model against the input on these samples (see `renorm validate`).
     #[command(flatten)]
     pub data: DataArgs,
@@ -146,6 +159,8 @@ pub enum RenormArg {
     L2,
     /// Match each unit's output mean and std to the original's on --calib samples.
     Stats,
+    /// Re-solve each unit's kept weights and bias by ridge least squares on --calib samples.
+    Refit,
 }
 
 fn parse_pattern(s: &str) -> Result<(usize, usize), String> {

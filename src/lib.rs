@@ -15,6 +15,7 @@ pub mod runtime;
 pub mod samples;
 pub mod validate;
 
+pub use calibrate::refit::RefitOptions;
 pub use error::{Error, Result};
 pub use inspect::inspect_file;
 pub use prune::renorm::Renorm;

@@ -11,7 +11,7 @@ use regex::Regex;
 use cli::{Cli, Command, DataArgs, PruneArgs, RenormArg, ScopeArg, ValidateArgs};
 use renorm::samples::SampleOptions;
 use renorm::validate::{DataSpec, Gates};
-use renorm::{report, Error, Filter, PruneOptions, Renorm, Scope, Selector};
+use renorm::{report, Error, Filter, PruneOptions, RefitOptions, Renorm, Scope, Selector};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -116,19 +116,21 @@ fn options(args: &PruneArgs) -> Result<PruneOptions, Error> {
             RenormArg::L1 => Renorm::L1,
             RenormArg::L2 => Renorm::L2,
             RenormArg::Stats => Renorm::Stats,
+            RenormArg::Refit => Renorm::Refit,
         },
+        refit: RefitOptions { steps: args.refit_steps, ridge: args.ridge },
         filter: Filter {
             include: regexes(&args.include, "--include")?,
             exclude: regexes(&args.exclude, "--exclude")?,
         },
         force: args.force,
-        // Calibration reads like --data, without labels or gates.
+        // Calibration reads like --data, without labels or gates, with its own conversions.
         calib: args.calib.as_ref().map(|c| DataSpec {
             data: c.clone(),
             sample: SampleOptions {
                 limit: args.calib_samples,
-                scale: args.data.scale,
-                add_channel_axis: args.data.add_channel_axis,
+                scale: args.calib_scale,
+                add_channel_axis: args.calib_add_channel_axis,
             },
             batch: args.data.batch,
             ..Default::default()

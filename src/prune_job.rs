@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::calibrate;
+use crate::calibrate::{self, refit::RefitOptions};
 use crate::error::{Error, Result};
 use crate::onnx::external::{self, DataFileOut};
 use crate::onnx::model::{Model, Payload, Tensor};
@@ -16,7 +16,7 @@ use crate::onnx::write::{self, AtomicFile, Edit};
 use crate::prune::renorm::{self, Renorm, ScaleStats};
 use crate::prune::select::{self, Selection, Weights};
 use crate::prune::targets::{self, Filter, Plan, Source, Target};
-use crate::report::{Method, PruneReport, TargetReport, Totals};
+use crate::report::{Method, OutputError, PruneReport, TargetReport, Totals};
 use crate::validate::{self, DataSpec};
 
 /// The key of the `metadata_props` entry that records what renorm did.
@@ -53,8 +53,10 @@ pub struct PruneOptions {
     pub filter: Filter,
     /// Overwrite an existing output.
     pub force: bool,
-    /// Calibration samples (required by `Renorm::Stats`).
+    /// Calibration samples (required by `Renorm::Stats` and `Renorm::Refit`).
     pub calib: Option<DataSpec>,
+    /// `Renorm::Refit`'s settings.
+    pub refit: RefitOptions,
     /// Validate the written model on these samples; the report gains `validation`.
     pub validation: Option<DataSpec>,
 }
@@ -67,6 +69,7 @@ impl Default for PruneOptions {
             filter: Filter::default(),
             force: false,
             calib: None,
+            refit: RefitOptions::default(),
             validation: None,
         }
     }
@@ -81,14 +84,19 @@ impl PruneOptions {
             Selector::Pattern { n, m } if m == 0 || n > m => {
                 Err(Error::Usage(format!("--pattern {n}:{m}: need 0 <= N <= M and M > 0")))
             }
-            _ if self.renorm == Renorm::Stats && self.calib.is_none() => {
-                Err(Error::Usage("--renorm stats needs calibration samples: --calib DATA".to_string()))
+            _ if self.calibrated() && self.calib.is_none() => Err(Error::Usage(format!(
+                "--renorm {} needs calibration samples: --calib DATA",
+                self.renorm.name()
+            ))),
+            _ if !self.calibrated() && self.calib.is_some() => {
+                Err(Error::Usage("--calib is used only by --renorm stats and --renorm refit".to_string()))
             }
-            _ if self.renorm != Renorm::Stats && self.calib.is_some() => {
-                Err(Error::Usage("--calib is used only by --renorm stats".to_string()))
-            }
-            _ => Ok(()),
+            _ => self.refit.check(),
         }
+    }
+
+    fn calibrated(&self) -> bool {
+        matches!(self.renorm, Renorm::Stats | Renorm::Refit)
     }
 
     fn method(&self) -> Method {
@@ -229,16 +237,23 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
     let plan = plan(&model, &opts.filter)?;
     let validation = opts.validation.as_ref().map(|spec| validate::prepare(&model, spec)).transpose()?;
     let calib = opts.calib.as_ref().map(|spec| validate::prepare(&model, spec)).transpose()?;
+    if let (Some(spec), Some(p)) = (&opts.calib, &calib) {
+        check_finite(&spec.data, p)?;
+    }
     let mut loaded = load(&model, &plan)?;
-    let selections = select(&loaded, opts.selector);
+    let mut selections = select(&loaded, opts.selector);
     let mut scales: Vec<Vec<Option<f64>>> =
         loaded.par_iter_mut().zip(&selections).map(|(l, sel)| apply(l, &sel.keep, opts.renorm)).collect();
     let (mut corrections, mut bias_changed, mut edits) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(calib) = &calib {
         let keeps: Vec<Vec<bool>> = selections.iter().map(|s| s.keep.clone()).collect();
-        (corrections, bias_changed, edits) = calibrate::calibrate(&model, &mut loaded, &keeps, calib)?;
-        for (sc, c) in scales.iter_mut().zip(&corrections) {
+        (corrections, bias_changed, edits) =
+            calibrate::calibrate(&model, &mut loaded, &keeps, calib, opts.renorm, &opts.refit)?;
+        for ((sc, c), sel) in scales.iter_mut().zip(&mut corrections).zip(&mut selections) {
             *sc = c.units.iter().map(|u| u.map(|(a, _)| a)).collect();
+            if let Some(keep) = c.keep.take() {
+                sel.keep = keep;
+            }
         }
     }
     let mut targets: Vec<TargetReport> =
@@ -247,6 +262,7 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
         if c.fallback.is_none() {
             t.shift = ScaleStats::of(&c.units.iter().map(|u| u.map(|(_, s)| s)).collect::<Vec<_>>());
         }
+        t.output_error = c.output_error.map(|(before, after)| OutputError { before, after });
         t.note = calibrate::note(c);
     }
     let params = targets.iter().map(|t| t.params).sum();
@@ -270,6 +286,26 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
     Ok(report)
 }
 
+/// Calibration fits to the data, so a NaN or infinity in it would spread into the weights: refuse it.
+fn check_finite(path: &Path, p: &validate::Prepared) -> Result<()> {
+    for (s, set) in p.samples.sets.iter().enumerate() {
+        for (i, a) in set.inputs.iter().enumerate() {
+            if let Some(e) = a.data.iter().position(|v| !v.is_finite()) {
+                let per: usize = a.shape.iter().skip(1).product::<usize>().max(1);
+                let sample = if p.samples.batchable { e / per } else { s };
+                return Err(Error::model(
+                    path,
+                    format!(
+                        "calibration sample {sample} of input {i} holds {}; calibration needs finite data",
+                        a.data[e]
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn target_report(l: &Loaded, sel: &Selection, scales: &[Option<f64>]) -> TargetReport {
     let params = l.values.len();
     let pruned = sel.keep.iter().filter(|k| !**k).count();
@@ -288,6 +324,7 @@ fn target_report(l: &Loaded, sel: &Selection, scales: &[Option<f64>]) -> TargetR
         guarded: sel.guarded,
         dense_tail: sel.dense_tail,
         shift: None,
+        output_error: None,
         note: None,
     }
 }

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 /// A model ready to run on inputs of fixed shapes.
 pub struct Runner {
     plan: std::sync::Arc<TypedRunnableModel>,
+    path: std::path::PathBuf,
 }
 
 /// An f32 tensor: shape and row-major values.
@@ -36,9 +37,14 @@ impl Runner {
         if !extra.is_empty() {
             let mut outlets = model.output_outlets().map_err(fail)?.to_vec();
             for name in extra {
-                outlets.push(model.find_outlet_label(name).ok_or_else(|| {
-                    Error::model(path, format!("tract cannot expose value '{name}' as an output"))
-                })?);
+                // Graph inputs carry no outlet label; their source node has the input's name.
+                let outlet = model
+                    .find_outlet_label(name)
+                    .or_else(|| model.node_by_name(name).ok().map(|n| OutletId::new(n.id, 0)))
+                    .ok_or_else(|| {
+                        Error::model(path, format!("tract cannot expose value '{name}' as an output"))
+                    })?;
+                outlets.push(outlet);
             }
             model.select_output_outlets(&outlets).map_err(fail)?;
         }
@@ -46,13 +52,13 @@ impl Runner {
             model = model.with_input_fact(i, f32::fact(shape).into()).map_err(fail)?;
         }
         let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(fail)?;
-        Ok(Runner { plan })
+        Ok(Runner { plan, path: path.to_path_buf() })
     }
 
     /// Runs the model on `inputs` and returns every output as f32.
     pub fn run(&self, inputs: &[Array]) -> Result<Vec<Array>> {
         let fail =
-            |e: anyhow::Error| Error::Usage(format!("tract failed to run the model: {}", one_line(&e)));
+            |e: anyhow::Error| Error::model(&self.path, format!("tract failed to run it: {}", one_line(&e)));
         let tensors: TVec<TValue> = inputs
             .iter()
             .map(|a| Tensor::from_shape(&a.shape, &a.data).map(|t| t.into_tvalue()))

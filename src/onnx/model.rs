@@ -76,6 +76,8 @@ pub struct Attribute {
     pub int: Option<i64>,
     pub float: Option<f32>,
     pub ints: Vec<i64>,
+    /// A string attribute (lossy UTF-8: only compared against known values such as `auto_pad`).
+    pub string: Option<String>,
     pub tensor: Option<Tensor>,
 }
 
@@ -103,6 +105,15 @@ impl Node {
 
     pub fn int_attribute(&self, name: &str, default: i64) -> i64 {
         self.attribute(name).and_then(|a| a.int).unwrap_or(default)
+    }
+
+    /// An `ints` attribute, or `default` when absent.
+    pub fn ints_attribute(&self, name: &str, default: Vec<i64>) -> Vec<i64> {
+        self.attribute(name).map_or(default, |a| a.ints.clone())
+    }
+
+    pub fn string_attribute(&self, name: &str) -> Option<&str> {
+        self.attribute(name).and_then(|a| a.string.as_deref())
     }
 
     pub fn float_attribute(&self, name: &str, default: f64) -> f64 {
@@ -356,6 +367,7 @@ fn read_attribute(
                 }
             }
             8 => wire::packed_varints(buf, &f, &mut ints)?,
+            4 => attr.string = Some(String::from_utf8_lossy(&buf[f.body("string attribute")?]).into_owned()),
             5 => {
                 let t = Nest::of(&f)
                     .ok_or_else(|| FormatError::at(f.start, "tensor attribute is not a message"))?;

@@ -12,6 +12,9 @@ pub enum Renorm {
     L2,
     /// Calibrated (design.md §4 `stats`): masks here, factors and shifts from `crate::calibrate`.
     Stats,
+    /// Calibrated least-squares refit of kept weights and bias (design.md §4 `refit`): masks here,
+    /// weights from `crate::calibrate::refit`.
+    Refit,
 }
 
 impl Renorm {
@@ -21,6 +24,7 @@ impl Renorm {
             Renorm::L1 => "l1",
             Renorm::L2 => "l2",
             Renorm::Stats => "stats",
+            Renorm::Refit => "refit",
         }
     }
 }
@@ -34,7 +38,7 @@ pub fn scales(values: &[f32], keep: &[bool], layout: &Layout, method: Renorm) ->
             for i in layout.unit_indices(u) {
                 let w = f64::from(values[i]);
                 let m = match method {
-                    Renorm::L1 | Renorm::None | Renorm::Stats => w.abs(),
+                    Renorm::L1 | Renorm::None | Renorm::Stats | Renorm::Refit => w.abs(),
                     Renorm::L2 => w * w,
                 };
                 full += m;
@@ -46,7 +50,7 @@ pub fn scales(values: &[f32], keep: &[bool], layout: &Layout, method: Renorm) ->
                 return None;
             }
             Some(match method {
-                Renorm::None | Renorm::Stats => 1.0,
+                Renorm::None | Renorm::Stats | Renorm::Refit => 1.0,
                 Renorm::L1 => full / kept,
                 Renorm::L2 => (full / kept).sqrt(),
             })

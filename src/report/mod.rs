@@ -51,9 +51,18 @@ pub struct TargetReport {
     pub dense_tail: usize,
     /// `stats`: per-unit shifts folded into the bias (null otherwise).
     pub shift: Option<ScaleStats>,
-    /// `stats`: what calibration did beyond the factors (bias created, units left plain-pruned,
+    /// `refit`: relative L2 error of the target's output (bias included) against the original's on the
+    /// calibration rows, with the plain-pruned weights (`before`) and the refitted ones (`after`).
+    pub output_error: Option<OutputError>,
+    /// `stats`/`refit`: what calibration did beyond the factors (bias created, units left plain-pruned,
     /// or why it fell back to l2).
     pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct OutputError {
+    pub before: f64,
+    pub after: f64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -74,6 +74,7 @@ pub fn inspect(r: &InspectReport) -> String {
 }
 
 pub fn prune(r: &PruneReport) -> String {
+    let refit = r.targets.iter().any(|t| t.output_error.is_some());
     let rows: Vec<Vec<String>> = r
         .targets
         .iter()
@@ -89,7 +90,7 @@ pub fn prune(r: &PruneReport) -> String {
             if let Some(n) = &t.note {
                 note += n;
             }
-            vec![
+            let mut row = vec![
                 t.node.clone(),
                 t.op.clone(),
                 t.weight.clone(),
@@ -97,17 +98,29 @@ pub fn prune(r: &PruneReport) -> String {
                 t.params.to_string(),
                 format!("{:.1}%", 100.0 * t.sparsity),
                 scale,
-                note,
-            ]
+            ];
+            if refit {
+                row.push(t.output_error.map_or("-".into(), |e| format!("{:.3} -> {:.3}", e.before, e.after)));
+            }
+            row.push(note);
+            row
         })
         .collect();
+    let mut header = vec!["node", "op", "weight", "shape", "params", "pruned", "scale"];
+    if refit {
+        header.push("output error");
+    }
+    header.push("");
     let m = &r.method;
     let how = match &m.pattern {
         Some(p) => format!("pattern {p}"),
         None => format!("sparsity {} {}", m.sparsity.unwrap_or(0.0), m.scope.as_deref().unwrap_or("")),
     };
     let mut out = format!("{} -> {} ({how}, renorm {})\n", r.model, r.output, m.renorm);
-    out += &table(&["node", "op", "weight", "shape", "params", "pruned", "scale", ""], &rows);
+    out += &table(&header, &rows);
+    if refit {
+        out += "output error: relative L2 error of each target's output against the original's on the calibration rows, pruned as is -> refitted\n";
+    }
     skipped_lines(&mut out, &r.skipped);
     let _ = writeln!(
         out,

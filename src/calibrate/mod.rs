@@ -1,9 +1,17 @@
-//! `--renorm stats` (design.md §4): on calibration samples, match the mean and standard deviation of each
-//! pruned unit's output to the original's, target by target in graph order, each measured with the
-//! earlier targets already corrected. The factor is folded into the kept weights, the shift into the bias
-//! (created, or an Add after a MatMul inserted, where there is none).
+//! Calibrated renormalization (design.md §4): `stats` matches each unit's output mean and standard
+//! deviation, `refit` re-solves each unit's kept weights and bias by ridge least squares. Both go target by
+//! target in graph order, each measured on calibration samples with the earlier targets already
+//! corrected, and fold their result into the weights and the bias (created, or an Add inserted after a
+//! MatMul, where there is none). This file holds what both share: where a target is measured and its bias
+//! lives, the candidate model each step runs, and the l2 fallback.
+
+pub mod refit;
+pub mod rows;
+pub mod solve;
+pub mod stats;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use crate::error::Result;
 use crate::onnx::graph_edit::{self, NewNode};
@@ -11,31 +19,32 @@ use crate::onnx::model::{Model, Node, Tensor};
 use crate::onnx::payload;
 use crate::onnx::tensor::{decode_raw, FloatType};
 use crate::onnx::write::Edit;
+use crate::prune::renorm::Renorm;
 use crate::prune::targets::{self, Source};
 use crate::prune_job::{self, Loaded};
 use crate::runtime::Array;
 use crate::validate::{self, Prepared};
 
-/// Factors are kept within [1/MAX_FACTOR, MAX_FACTOR], a guard against amplifying a nearly collapsed
-/// unit into noise. Measured on the MNIST MLP at 95 % global sparsity (1 000 calibration images, test
-/// accuracy on 1 000 others): clamping at 1.5 / 2 / 4 / 8 / 100 gave 74.3 / 82.3 / 88.7 / 88.8 / 89.2 %,
-/// so shrinking factors toward 1 costs accuracy here and the clamp only catches outliers.
-pub const MAX_FACTOR: f64 = 100.0;
-
 /// What calibration did to one target.
 #[derive(Debug, Clone, Default)]
 pub struct Correction {
-    /// Per unit: (factor a, shift t); None where the unit was left plain-pruned (signal collapsed).
+    /// Per unit: (scale, shift); None where the unit was left plain-pruned. `stats`: the factor a and the
+    /// shift t. `refit`: ‖w_refit‖₂ / ‖w_kept‖₂ and the change of the (effective) bias.
     pub units: Vec<Option<(f64, f64)>>,
     /// Why the target was renormalized with l2 instead (no calibration possible), if so.
     pub fallback: Option<String>,
     pub bias_added: bool,
+    /// `refit`: relative L2 error of the target's output before and after.
+    pub output_error: Option<(f64, f64)>,
+    /// `refit` with moving masks: the final mask (same per-unit counts as the magnitude mask).
+    pub keep: Option<Vec<bool>>,
 }
 
 /// Where a target's shift goes.
 #[derive(Debug, Clone)]
-enum Bias {
-    /// An existing constant bias: new = a·b·(scaled) + t/beta.
+pub(crate) enum Bias {
+    /// An existing constant bias: `scaled` when it is an input of the target node itself (Gemm/Conv:
+    /// stats scales it by a), `beta` Gemm's factor on it.
     Existing { source: Source, scaled: bool, beta: f64 },
     /// No bias: append one as the node's input 2.
     NewInput { beta: f64 },
@@ -45,81 +54,83 @@ enum Bias {
 
 /// How to measure and correct one target.
 #[derive(Debug, Clone)]
-struct Site {
-    node: usize,
+pub(crate) struct Site {
+    pub node: usize,
     /// The value whose units are matched (the target node's output).
-    value: String,
+    pub value: String,
     /// The unit axis of that value: 1 (Gemm, Conv, ConvTranspose) or the last (MatMul).
-    last_axis: bool,
-    bias: Bias,
+    pub last_axis: bool,
+    pub bias: Bias,
 }
 
 /// A tensor whose payload changes: the tensor, its type, its new raw bytes.
 pub type Changed<'m> = (&'m Tensor, FloatType, Vec<u8>);
 
-/// Calibrates every target in `loaded` (already masked, unscaled). Returns the per-target corrections,
-/// the changed bias tensors, and the edits that add biases.
+/// What calibration returns: per-target corrections, changed bias tensors, and edits that add biases.
+pub type Calibrated<'m> = (Vec<Correction>, Vec<Changed<'m>>, Vec<Edit>);
+
+/// Calibrates every target in `loaded` (already masked, unscaled) with `method` (stats or refit).
 pub fn calibrate<'m>(
     model: &'m Model,
     loaded: &mut [Loaded<'m>],
     keeps: &[Vec<bool>],
     calib: &Prepared,
-) -> Result<(Vec<Correction>, Vec<Changed<'m>>, Vec<Edit>)> {
+    method: Renorm,
+    refit: &refit::RefitOptions,
+) -> Result<Calibrated<'m>> {
     let sites: Vec<std::result::Result<Site, String>> = loaded.iter().map(|l| site(model, l)).collect();
     let mut corrections: Vec<Correction> = vec![Correction::default(); loaded.len()];
     for (k, s) in sites.iter().enumerate() {
         if let Err(why) = s {
             // Without a place to measure or fold into, fall back to l2.
-            corrections[k].fallback = Some(why.clone());
-            let values = loaded[k].values.clone();
-            let scales =
-                crate::prune::renorm::scales(&values, &keeps[k], &loaded[k].target.layout, crate::Renorm::L2);
-            rescale_units(
-                &mut loaded[k],
-                &keeps[k],
-                &scales.iter().map(|s| s.unwrap_or(1.0)).collect::<Vec<_>>(),
-            );
-            corrections[k].units = scales.iter().map(|s| s.map(|a| (a, 0.0))).collect();
+            corrections[k] = l2_fallback(&mut loaded[k], &keeps[k], why);
         }
     }
-    let measured: Vec<(usize, String)> =
-        sites.iter().enumerate().filter_map(|(k, s)| s.as_ref().ok().map(|s| (k, s.value.clone()))).collect();
-    let names: Vec<String> = measured.iter().map(|(_, v)| v.clone()).collect();
-    let original = validate::run_model(&model.path, calib, &names)?;
-    let n_out = original.len() - names.len();
     let work = tempfile::tempdir().map_err(|e| crate::Error::io(&std::env::temp_dir(), e))?;
-    let candidate = work.path().join("candidate.onnx");
-    let mut biases: HashMap<usize, Vec<f64>> = HashMap::new();
-    for (m, (k, value)) in measured.iter().enumerate() {
-        let site = sites[*k].as_ref().expect("measured");
-        let (changed, edits) = bias_changes(model, loaded, &sites, &biases)?;
-        let weights = loaded.iter().map(|l| (l.tensor, l.target.dtype, l.raw.clone()));
-        prune_job::write_output(model, &candidate, weights.chain(changed).collect(), edits, "{}")?;
-        let now = validate::run_model(&candidate, calib, std::slice::from_ref(value))?;
-        let units = loaded[*k].target.layout.units;
-        let before = unit_stats(&original[n_out + m], site.last_axis, units)?;
-        let after = unit_stats(now.last().expect("the measured value"), site.last_axis, units)?;
-        let fixes: Vec<Option<(f64, f64)>> = before.iter().zip(&after).map(|(o, p)| fix(*o, *p)).collect();
-        let factors: Vec<f64> = fixes.iter().map(|f| f.map_or(1.0, |f| f.0)).collect();
-        rescale_units(&mut loaded[*k], &keeps[*k], &factors);
-        let old = current_bias(model, &loaded[*k], site)?;
-        let new = old
-            .iter()
-            .zip(&fixes)
-            .map(|(b, f)| match (f, &site.bias) {
-                (None, _) => *b,
-                (Some((a, t)), Bias::Existing { scaled: true, beta, .. }) => a * b + t / beta,
-                (Some((_, t)), Bias::Existing { beta, .. }) => b + t / beta,
-                (Some((_, t)), Bias::NewInput { beta }) => t / beta,
-                (Some((_, t)), Bias::NewAdd) => *t,
-            })
-            .collect();
-        biases.insert(*k, new);
-        corrections[*k].units = fixes;
-        corrections[*k].bias_added = !matches!(site.bias, Bias::Existing { .. });
+    let mut state =
+        State { model, sites, biases: HashMap::new(), candidate: work.path().join("candidate.onnx") };
+    match method {
+        Renorm::Refit => refit::refit(&mut state, loaded, keeps, calib, refit, &mut corrections)?,
+        _ => stats::stats(&mut state, loaded, keeps, calib, &mut corrections)?,
     }
-    let (changed, edits) = bias_changes(model, loaded, &sites, &biases)?;
+    let (changed, edits) = bias_changes(model, loaded, &state.sites, &state.biases)?;
     Ok((corrections, changed, edits))
+}
+
+/// The calibration in progress: the sites and the bias values decided so far (target → stored values).
+pub(crate) struct State<'m> {
+    pub model: &'m Model,
+    pub sites: Vec<std::result::Result<Site, String>>,
+    pub biases: HashMap<usize, Vec<f64>>,
+    /// Where the model as it stands is written to be run (in a temporary folder).
+    pub candidate: PathBuf,
+}
+
+impl State<'_> {
+    /// Runs the model as it stands (weights in `loaded`, biases so far) on the calibration samples and
+    /// returns the values `names` (after the model's outputs).
+    pub fn measure(&self, loaded: &[Loaded], calib: &Prepared, names: &[String]) -> Result<Vec<Array>> {
+        let (changed, edits) = bias_changes(self.model, loaded, &self.sites, &self.biases)?;
+        let weights = loaded.iter().map(|l| (l.tensor, l.target.dtype, l.raw.clone()));
+        prune_job::write_output(self.model, &self.candidate, weights.chain(changed).collect(), edits, "{}")?;
+        validate::run_model(&self.candidate, calib, names).map_err(|e| {
+            let why =
+                e.to_string().replace(&self.candidate.display().to_string(), "the partly calibrated model");
+            crate::Error::model(&self.model.path, format!("calibration failed: {why}"))
+        })
+    }
+}
+
+/// l2 renormalization of a target that cannot be calibrated, and the correction saying why.
+pub(crate) fn l2_fallback(l: &mut Loaded, keep: &[bool], why: &str) -> Correction {
+    let values = l.values.clone();
+    let scales = crate::prune::renorm::scales(&values, keep, &l.target.layout, Renorm::L2);
+    rescale_units(l, keep, &scales.iter().map(|s| s.unwrap_or(1.0)).collect::<Vec<_>>());
+    Correction {
+        units: scales.iter().map(|s| s.map(|a| (a, 0.0))).collect(),
+        fallback: Some(why.to_string()),
+        ..Default::default()
+    }
 }
 
 /// A one-line note on what calibration did to a target, if anything beyond its factors and shifts.
@@ -131,59 +142,22 @@ pub fn note(c: &Correction) -> Option<String> {
     if c.bias_added {
         parts.push("bias added".to_string());
     }
-    let collapsed = c.units.iter().filter(|u| u.is_none()).count();
-    if collapsed > 0 {
-        parts.push(format!("{collapsed} units left plain-pruned (output collapsed)"));
+    let empty = c.units.iter().filter(|u| u.is_none()).count();
+    if empty > 0 && c.output_error.is_some() {
+        parts.push(format!("{empty} units kept no weight (bias set to their mean output)"));
+    } else if empty > 0 {
+        parts.push(format!("{empty} units left plain-pruned (output collapsed)"));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
 }
 
-/// a = σ_orig / σ_pruned (clamped), t = μ_orig − a·μ_pruned; None when the pruned signal collapsed.
-fn fix(orig: (f64, f64), pruned: (f64, f64)) -> Option<(f64, f64)> {
-    let ((mu_o, sd_o), (mu_p, sd_p)) = (orig, pruned);
-    // NaN counts as collapsed too.
-    if sd_p.is_nan() || sd_p <= 1e-6 * sd_o.max(1e-12) {
-        return None;
-    }
-    let a = (sd_o / sd_p).clamp(1.0 / MAX_FACTOR, MAX_FACTOR);
-    Some((a, mu_o - a * mu_p))
-}
-
-fn rescale_units(l: &mut Loaded, keep: &[bool], factors: &[f64]) {
+pub(crate) fn rescale_units(l: &mut Loaded, keep: &[bool], factors: &[f64]) {
     let size = l.target.dtype.size();
     for (u, &a) in factors.iter().enumerate() {
         for i in l.target.layout.unit_indices(u) {
             l.target.dtype.rescale(&mut l.raw[i * size..(i + 1) * size], keep[i], a);
         }
     }
-}
-
-/// Mean and standard deviation of each unit over all samples and positions.
-fn unit_stats(a: &Array, last_axis: bool, units: usize) -> Result<Vec<(f64, f64)>> {
-    let axis = if last_axis { a.shape.len().saturating_sub(1) } else { 1 };
-    if a.shape.get(axis) != Some(&units) {
-        return Err(crate::Error::Usage(format!(
-            "calibration: a target's output has shape {:?}, expected {units} units on axis {axis}",
-            a.shape
-        )));
-    }
-    let inner: usize = a.shape[axis + 1..].iter().product();
-    let mut acc = vec![(0f64, 0f64, 0usize); units];
-    for (i, v) in a.data.iter().enumerate() {
-        let e = &mut acc[(i / inner) % units];
-        let v = f64::from(*v);
-        e.0 += v;
-        e.1 += v * v;
-        e.2 += 1;
-    }
-    Ok(acc
-        .into_iter()
-        .map(|(s, s2, n)| {
-            let n = n.max(1) as f64;
-            let mean = s / n;
-            (mean, (s2 / n - mean * mean).max(0.0).sqrt())
-        })
-        .collect())
 }
 
 /// Where target `l` is measured and its shift folded, or why it cannot be.
@@ -228,13 +202,13 @@ fn site(model: &Model, l: &Loaded) -> std::result::Result<Site, String> {
                 _ => Bias::NewAdd,
             }
         }
-        _ => return Err(format!("stats supports 2-D MatMul weights only, this one is {:?}", l.target.shape)),
+        _ => return Err(format!("only 2-D MatMul weights are calibrated, this one is {:?}", l.target.shape)),
     };
     Ok(Site { node: n, value, last_axis: node.op_type == "MatMul", bias })
 }
 
-/// The bias values of `site` now (zeros for a bias yet to be created).
-fn current_bias(model: &Model, l: &Loaded, site: &Site) -> Result<Vec<f64>> {
+/// The bias values of `site` as stored now (zeros for a bias yet to be created).
+pub(crate) fn current_bias(model: &Model, l: &Loaded, site: &Site) -> Result<Vec<f64>> {
     match &site.bias {
         Bias::Existing { source, .. } => {
             let t = prune_job::tensor_of(model, *source);

@@ -1,0 +1,128 @@
+//! The linear algebra of `refit`, in f64 with faer: the moments of one group's rows (Gram matrix and
+//! cross products, summed chunk by chunk) and each unit's ridge least-squares solve.
+//!
+//! Results do not depend on the thread count: chunks are added in order, each product is split into
+//! fixed column blocks computed sequentially, and units are solved independently.
+
+use faer::linalg::matmul::matmul;
+use faer::linalg::solvers::{Solve, SolveLstsq};
+use faer::{Accum, Col, Mat, MatMut, MatRef, Par, Side};
+use rayon::prelude::*;
+
+/// Columns per block of a product computed as one task.
+const BLOCK: usize = 32;
+
+/// Sums over rows a = [x 1] (fan-in, then a ones column) of one group: the Gram matrix G = aᵀa, the
+/// cross products with the original output z and the current output y, Σz², Σy² per unit.
+pub struct Moments {
+    /// (F+1) × (F+1+2U): G, then aᵀz, then aᵀy.
+    m: Mat<f64>,
+    pub zz: Vec<f64>,
+    pub yy: Vec<f64>,
+    pub fan_in: usize,
+    pub units: usize,
+    pub rows: usize,
+}
+
+impl Moments {
+    pub fn new(fan_in: usize, units: usize) -> Moments {
+        Moments {
+            m: Mat::zeros(fan_in + 1, fan_in + 1 + 2 * units),
+            zz: vec![0.0; units],
+            yy: vec![0.0; units],
+            fan_in,
+            units,
+            rows: 0,
+        }
+    }
+
+    /// Adds a chunk of rows: `chunk` is r × (F+1+2U) holding [x 1 z y] per row.
+    pub fn add(&mut self, chunk: MatRef<f64>) {
+        let f1 = self.fan_in + 1;
+        let a = chunk.subcols(0, f1);
+        blocks(self.m.as_mut(), BLOCK).into_par_iter().for_each(|(start, dst)| {
+            let width = dst.ncols();
+            matmul(dst, Accum::Add, a.transpose(), chunk.subcols(start, width), 1.0, Par::Seq);
+        });
+        for r in 0..chunk.nrows() {
+            for u in 0..self.units {
+                let (z, y) = (chunk[(r, f1 + u)], chunk[(r, f1 + self.units + u)]);
+                self.zz[u] += z * z;
+                self.yy[u] += y * y;
+            }
+        }
+        self.rows += chunk.nrows();
+    }
+
+    pub fn g(&self, i: usize, j: usize) -> f64 {
+        self.m[(i, j)]
+    }
+
+    /// Σ a_i z_u (i = F: Σ z_u).
+    pub fn cz(&self, i: usize, u: usize) -> f64 {
+        self.m[(i, self.fan_in + 1 + u)]
+    }
+
+    /// Σ a_i y_u.
+    pub fn cy(&self, i: usize, u: usize) -> f64 {
+        self.m[(i, self.fan_in + 1 + self.units + u)]
+    }
+
+    /// Σ_rows (a·[w; b] − target)² for unit `u`, with w on fan-in indices `idx` (all others zero),
+    /// against z (`against_y` false) or y.
+    pub fn residual(&self, u: usize, idx: &[usize], w: &[f64], b: f64, against_y: bool) -> f64 {
+        let f = self.fan_in;
+        let c = |i: usize| if against_y { self.cy(i, u) } else { self.cz(i, u) };
+        let tt = if against_y { self.yy[u] } else { self.zz[u] };
+        let mut quad = b * b * self.g(f, f) - 2.0 * b * c(f);
+        for (a, &i) in idx.iter().enumerate() {
+            let mut gw = 0.0;
+            for (bb, &j) in idx.iter().enumerate() {
+                gw += self.g(i, j) * w[bb];
+            }
+            quad += w[a] * gw + 2.0 * w[a] * b * self.g(i, f) - 2.0 * w[a] * c(i);
+        }
+        (quad + tt).max(0.0)
+    }
+
+    /// Ridge least squares for unit `u` on fan-in indices `idx`, pulled toward `w0` (one per index):
+    /// (G[idx+b] + λ·diag(1,…,1,0)) [w; b] = c[idx+b] + λ[w0; 0], λ = ridge·mean(diag G over idx).
+    /// Cholesky, least squares if the system is singular. No index: w empty, b = mean z.
+    pub fn ridge(&self, u: usize, idx: &[usize], w0: &[f64], ridge: f64) -> (Vec<f64>, f64) {
+        let f = self.fan_in;
+        if idx.is_empty() {
+            return (Vec::new(), self.cz(f, u) / self.rows.max(1) as f64);
+        }
+        let n = idx.len() + 1;
+        let at = |a: usize| if a < idx.len() { idx[a] } else { f };
+        let lambda = ridge * idx.iter().map(|&i| self.g(i, i)).sum::<f64>() / idx.len() as f64;
+        let h = Mat::from_fn(n, n, |a, b| {
+            self.g(at(a), at(b)) + if a == b && a < idx.len() { lambda } else { 0.0 }
+        });
+        let rhs = Col::from_fn(n, |a| self.cz(at(a), u) + if a < idx.len() { lambda * w0[a] } else { 0.0 });
+        let x = match h.llt(Side::Lower) {
+            Ok(llt) => llt.solve(&rhs),
+            Err(_) => h.col_piv_qr().solve_lstsq(&rhs),
+        };
+        let x: Vec<f64> = (0..n).map(|a| x[a]).collect();
+        if x.iter().all(|v| v.is_finite()) {
+            (x[..n - 1].to_vec(), x[n - 1])
+        } else {
+            (w0.to_vec(), self.cz(f, u) / self.rows.max(1) as f64)
+        }
+    }
+}
+
+/// `m` cut into column blocks of `width`, with their first column index.
+fn blocks(mut m: MatMut<f64>, width: usize) -> Vec<(usize, MatMut<f64>)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while m.ncols() > 0 {
+        let w = width.min(m.ncols());
+        let (left, right) = m.split_at_col_mut(w);
+        out.push((start, left));
+        start += w;
+        m = right;
+    }
+    out
+}
