@@ -31,6 +31,9 @@ pub enum Error {
     /// The options do not make sense (exit code 2, like a command-line usage error).
     #[error("{0}")]
     Usage(String),
+    /// Input the job needs was not given (exit 1, like other bad input), e.g. calibration samples.
+    #[error("{0}")]
+    Missing(String),
     /// A validation gate failed (exit code 3); the output and report were still written.
     #[error("{0}")]
     Gate(String),

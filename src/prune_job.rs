@@ -84,7 +84,7 @@ impl PruneOptions {
             Selector::Pattern { n, m } if m == 0 || n > m => {
                 Err(Error::Usage(format!("--pattern {n}:{m}: need 0 <= N <= M and M > 0")))
             }
-            _ if self.calibrated() && self.calib.is_none() => Err(Error::Usage(format!(
+            _ if self.calibrated() && self.calib.is_none() => Err(Error::Missing(format!(
                 "--renorm {} needs calibration samples: --calib DATA",
                 self.renorm.name()
             ))),

@@ -334,24 +334,24 @@ fn integer_cases() {
     });
 }
 
+/// The case's remaining inputs and its outputs in the test_data_set layout; returns the data folder.
+fn data_folder(case: &Case) -> Result<PathBuf, String> {
+    let set = case.tmp.path().join("data/test_data_set_0");
+    std::fs::create_dir_all(&set).map_err(|e| e.to_string())?;
+    for (prefix, tensors) in [("input", &case.inputs), ("output", &case.outputs)] {
+        for (i, t) in tensors.iter().enumerate() {
+            let bytes = t.write_to_bytes().map_err(|e| e.to_string())?;
+            std::fs::write(set.join(format!("{prefix}_{i}.pb")), bytes).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(set.parent().unwrap().to_path_buf())
+}
+
 #[test]
 fn validate_against_the_cases_own_outputs_at_sparsity_0() {
     let skips = each_case(false, |case| {
         let (pruned, _) = prune(case, 0.0, "pruned.onnx")?;
-        // The case's remaining inputs and its outputs, in the test_data_set layout.
-        let set = case.tmp.path().join("data/test_data_set_0");
-        std::fs::create_dir_all(&set).map_err(|e| e.to_string())?;
-        for (prefix, tensors) in [("input", &case.inputs), ("output", &case.outputs)] {
-            for (i, t) in tensors.iter().enumerate() {
-                let bytes = t.write_to_bytes().map_err(|e| e.to_string())?;
-                std::fs::write(set.join(format!("{prefix}_{i}.pb")), bytes).map_err(|e| e.to_string())?;
-            }
-        }
-        let spec = renorm::validate::DataSpec {
-            data: set.parent().unwrap().to_path_buf(),
-            batch: 1,
-            ..Default::default()
-        };
+        let spec = renorm::validate::DataSpec { data: data_folder(case)?, batch: 1, ..Default::default() };
         let r = renorm::validate::validate_files(&case.model, &pruned, &spec).map_err(|e| e.to_string())?;
         if let Some(why) = r.skipped_reason {
             return Ok(Some(format!("validation skipped: {why}")));
@@ -370,4 +370,99 @@ fn validate_against_the_cases_own_outputs_at_sparsity_0() {
         Ok(None)
     });
     assert!(skips.len() <= 5, "too many known skips ({}):\n{}", skips.len(), skips.join("\n"));
+}
+
+/// The case with its target's bias (input 2), when a graph input, turned into an initializer: node cases
+/// feed it as data, and only a constant bias can be refitted.
+fn with_constant_bias(case: &Case) -> Result<Case, String> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let model = tmp.path().join("model.onnx");
+    let mut proto = common::load(&case.model);
+    let graph = proto.graph.mut_or_insert_default();
+    let mut inputs = case.inputs.clone();
+    let bias = graph
+        .node
+        .iter()
+        .find(|n| TARGET_OPS.contains(&n.op_type.as_str()))
+        .and_then(|n| n.input.get(2).cloned());
+    let graph_inputs: Vec<String> = graph
+        .input
+        .iter()
+        .map(|v| v.name.clone())
+        .filter(|n| !graph.initializer.iter().any(|t| t.name == *n))
+        .collect();
+    if let Some(pos) = bias.and_then(|b| graph_inputs.iter().position(|n| *n == b)) {
+        let mut tensor = inputs.remove(pos);
+        tensor.name = graph_inputs[pos].clone();
+        graph.input.retain(|v| v.name != tensor.name);
+        graph.initializer.push(tensor);
+    }
+    common::save(&proto, &model);
+    Ok(Case { model, inputs, outputs: case.outputs.clone(), integer: case.integer, tmp })
+}
+
+/// Reasons a target may legitimately not be refitted (it then gets l2 and says why).
+const UNCALIBRATED: [&str; 3] = ["only 2-D MatMul weights", "per-unit constant", "Gemm beta is 0"];
+
+#[test]
+fn refit_on_every_case_uses_rows_that_reproduce_tract_and_lowers_the_error() {
+    // The case's own input is the calibration data. Every Gemm/Conv/ConvTranspose/MatMul variant of the
+    // suites (pads, auto_pad, strides, dilations, groups, output_shape, transA/transB, alpha/beta) must
+    // form rows that reproduce tract's output of the target, or the target would fall back to l2.
+    let (refitted, fell_back) = (std::cell::Cell::new(0), std::cell::RefCell::new(Vec::new()));
+    let skips = each_case(false, |case| {
+        let case = &with_constant_bias(case)?;
+        let output = case.tmp.path().join("refit.onnx");
+        let options = PruneOptions {
+            selector: Selector::Sparsity { sparsity: 0.5, scope: Scope::Unit },
+            renorm: Renorm::Refit,
+            calib: Some(renorm::validate::DataSpec {
+                data: data_folder(case)?,
+                batch: 1,
+                ..Default::default()
+            }),
+            refit: renorm::RefitOptions { steps: 1, ridge: 0.01 },
+            ..Default::default()
+        };
+        let r = match renorm::prune_file(&case.model, &output, &options) {
+            Err(e) if e.to_string().contains("tract cannot run") => return Ok(Some(format!("{e}"))),
+            other => other.map_err(|e| format!("prune: {e}"))?,
+        };
+        for t in &r.targets {
+            match (&t.output_error, &t.note) {
+                (Some(e), _) if e.after <= e.before * (1.0 + 1e-6) + 1e-9 && e.after.is_finite() => {
+                    refitted.set(refitted.get() + 1)
+                }
+                (None, Some(note)) if UNCALIBRATED.iter().any(|w| note.contains(w)) => {
+                    fell_back.borrow_mut().push(format!("{}: {note}", t.node))
+                }
+                _ => {
+                    return Err(format!(
+                        "target {}: output_error {:?}, note {:?}",
+                        t.node, t.output_error, t.note
+                    ))
+                }
+            }
+        }
+        let got = run(case, &output)?;
+        if got.iter().any(|a| a.data.iter().any(|v| !v.is_finite())) {
+            return Err("the refitted model outputs non-finite values".to_string());
+        }
+        Ok(None)
+    });
+    assert!(skips.len() <= 5, "too many known skips ({}):\n{}", skips.len(), skips.join("\n"));
+    let fell_back = fell_back.into_inner();
+    eprintln!(
+        "refitted {} targets; l2 instead for {}:\n{}",
+        refitted.get(),
+        fell_back.len(),
+        fell_back.join("\n")
+    );
+    // Only batched MatMul weights and Gemm's non-per-unit (scalar, single-element, matrix) biases may fall back.
+    assert!(
+        refitted.get() >= 53 && fell_back.len() <= 5,
+        "refitted {}, fell back {}",
+        refitted.get(),
+        fell_back.len()
+    );
 }

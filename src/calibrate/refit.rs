@@ -90,7 +90,7 @@ pub(crate) fn refit(
         drop(now);
         let l = &loaded[k];
         let (units, fan_in) = (l.target.layout.units, l.target.layout.fan_in());
-        let rows = Rows::new(node, &x.shape, &y.shape, units, fan_in).and_then(|r| {
+        let rows = Rows::new(node, &l.target.shape, &x.shape, &y.shape, units, fan_in).and_then(|r| {
             (y.shape == z.shape)
                 .then_some(r)
                 .ok_or_else(|| format!("its output shape changed from {:?} to {:?}", z.shape, y.shape))

@@ -40,10 +40,11 @@ struct Conv {
 }
 
 impl Rows {
-    /// The rows of `node` (a target with `units` and per-group `fan_in`) given its input and output
-    /// shapes, or why they cannot be formed.
+    /// The rows of `node` (a target whose weight has `shape`, with `units` and per-group `fan_in`)
+    /// given its input and output shapes, or why they cannot be formed.
     pub fn new(
         node: &Node,
+        shape: &[usize],
         input: &[usize],
         output: &[usize],
         units: usize,
@@ -80,12 +81,10 @@ impl Rows {
                 };
                 let strides = per("strides", 1)?;
                 let dilations = per("dilations", 1)?;
-                let kk = fan_in / (c / groups).max(1);
-                let kernel = match node.attribute("kernel_shape") {
-                    Some(_) => per("kernel_shape", 1)?,
-                    None => return Err("kernel_shape is needed to form its rows".to_string()),
-                };
-                if kernel.iter().product::<usize>() != kk || (c / groups) * kk != fan_in {
+                // The kernel is the weight's spatial dims (the kernel_shape attribute may be absent).
+                let kernel = shape.get(2..).unwrap_or_default().to_vec();
+                let kk: usize = kernel.iter().product();
+                if kernel.len() != d || (c / groups) * kk != fan_in {
                     return Err(mismatch());
                 }
                 let mut conv = Conv {
