@@ -36,13 +36,26 @@ impl Moments {
         }
     }
 
-    /// Adds a chunk of rows: `chunk` is r × (F+1+2U) holding [x 1 z y] per row.
+    /// Adds a chunk of rows: `chunk` is r × (F+1+2U) holding [x 1 z y] per row. Of G only the lower
+    /// triangle (and the diagonal blocks) is computed: `g` reads it symmetrically.
     pub fn add(&mut self, chunk: MatRef<f64>) {
         let f1 = self.fan_in + 1;
         let a = chunk.subcols(0, f1);
-        blocks(self.m.as_mut(), BLOCK).into_par_iter().for_each(|(start, dst)| {
+        let (g, c) = self.m.as_mut().split_at_col_mut(f1);
+        let mut tasks = blocks(g, BLOCK, 0);
+        tasks.extend(blocks(c, BLOCK, f1));
+        tasks.into_par_iter().for_each(|(start, dst)| {
             let width = dst.ncols();
-            matmul(dst, Accum::Add, a.transpose(), chunk.subcols(start, width), 1.0, Par::Seq);
+            let top = if start < f1 { start } else { 0 };
+            let rows = dst.nrows() - top;
+            matmul(
+                dst.subrows_mut(top, rows),
+                Accum::Add,
+                a.subcols(top, rows).transpose(),
+                chunk.subcols(start, width),
+                1.0,
+                Par::Seq,
+            );
         });
         for r in 0..chunk.nrows() {
             for u in 0..self.units {
@@ -55,7 +68,7 @@ impl Moments {
     }
 
     pub fn g(&self, i: usize, j: usize) -> f64 {
-        self.m[(i, j)]
+        self.m[(i.max(j), i.min(j))]
     }
 
     /// Σ a_i z_u (i = F: Σ z_u).
@@ -113,10 +126,10 @@ impl Moments {
     }
 }
 
-/// `m` cut into column blocks of `width`, with their first column index.
-fn blocks(mut m: MatMut<f64>, width: usize) -> Vec<(usize, MatMut<f64>)> {
+/// `m` cut into column blocks of `width`, with their first column index (`m` starting at `first`).
+fn blocks(mut m: MatMut<f64>, width: usize, first: usize) -> Vec<(usize, MatMut<f64>)> {
     let mut out = Vec::new();
-    let mut start = 0;
+    let mut start = first;
     while m.ncols() > 0 {
         let w = width.min(m.ncols());
         let (left, right) = m.split_at_col_mut(w);
