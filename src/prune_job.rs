@@ -250,7 +250,7 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
         (corrections, bias_changed, edits) =
             calibrate::calibrate(&model, &mut loaded, &keeps, calib, opts.renorm, &opts.refit)?;
         for ((sc, c), sel) in scales.iter_mut().zip(&mut corrections).zip(&mut selections) {
-            *sc = c.units.iter().map(|u| u.map(|(a, _)| a)).collect();
+            sc.clone_from(&c.scales);
             if let Some(keep) = c.keep.take() {
                 sel.keep = keep;
             }
@@ -260,7 +260,7 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
         loaded.iter().zip(&selections).zip(&scales).map(|((l, sel), sc)| target_report(l, sel, sc)).collect();
     for (t, c) in targets.iter_mut().zip(&corrections) {
         if c.fallback.is_none() {
-            t.shift = ScaleStats::of(&c.units.iter().map(|u| u.map(|(_, s)| s)).collect::<Vec<_>>());
+            t.shift = ScaleStats::of(&c.shifts);
         }
         t.output_error = c.output_error.map(|(before, after)| OutputError { before, after });
         t.note = calibrate::note(c);

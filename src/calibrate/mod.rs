@@ -28,9 +28,12 @@ use crate::validate::{self, Prepared};
 /// What calibration did to one target.
 #[derive(Debug, Clone, Default)]
 pub struct Correction {
-    /// Per unit: (scale, shift); None where the unit was left plain-pruned. `stats`: the factor a and the
-    /// shift t. `refit`: ‖w_refit‖₂ / ‖w_kept‖₂ and the change of the (effective) bias.
-    pub units: Vec<Option<(f64, f64)>>,
+    /// Per unit: the scale; None where the unit was left plain-pruned (`stats`) or kept no weight
+    /// (`refit`). `stats`: the factor a. `refit`: ‖w_refit‖₂ / ‖w_kept‖₂.
+    pub scales: Vec<Option<f64>>,
+    /// Per unit: the shift; None where the unit was left as it was. `stats`: t. `refit`: the change of the
+    /// (effective) bias, for every unit.
+    pub shifts: Vec<Option<f64>>,
     /// Why the target was renormalized with l2 instead (no calibration possible), if so.
     pub fallback: Option<String>,
     pub bias_added: bool,
@@ -126,11 +129,7 @@ pub(crate) fn l2_fallback(l: &mut Loaded, keep: &[bool], why: &str) -> Correctio
     let values = l.values.clone();
     let scales = crate::prune::renorm::scales(&values, keep, &l.target.layout, Renorm::L2);
     rescale_units(l, keep, &scales.iter().map(|s| s.unwrap_or(1.0)).collect::<Vec<_>>());
-    Correction {
-        units: scales.iter().map(|s| s.map(|a| (a, 0.0))).collect(),
-        fallback: Some(why.to_string()),
-        ..Default::default()
-    }
+    Correction { scales, fallback: Some(why.to_string()), ..Default::default() }
 }
 
 /// A one-line note on what calibration did to a target, if anything beyond its factors and shifts.
@@ -142,7 +141,7 @@ pub fn note(c: &Correction) -> Option<String> {
     if c.bias_added {
         parts.push("bias added".to_string());
     }
-    let empty = c.units.iter().filter(|u| u.is_none()).count();
+    let empty = c.scales.iter().filter(|u| u.is_none()).count();
     if empty > 0 && c.output_error.is_some() {
         parts.push(format!("{empty} units kept no weight (bias set to their mean output)"));
     } else if empty > 0 {

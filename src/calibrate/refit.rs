@@ -237,7 +237,7 @@ fn store(l: &mut Loaded, fits: &[UnitFit], b0: &[f64], alpha: f64, moved: bool, 
     let layout = l.target.layout.clone();
     let mut values = vec![0f64; l.values.len()];
     let mut keep = vec![false; l.values.len()];
-    let mut units = Vec::with_capacity(fits.len());
+    let (mut scales, mut shifts) = (Vec::with_capacity(fits.len()), Vec::with_capacity(fits.len()));
     for (u, fit) in fits.iter().enumerate() {
         let (mut full, mut kept_norm) = (0f64, 0f64);
         for (a, i) in layout.unit_indices(u).enumerate() {
@@ -249,11 +249,13 @@ fn store(l: &mut Loaded, fits: &[UnitFit], b0: &[f64], alpha: f64, moved: bool, 
             }
         }
         let scale = (kept_norm > 0.0).then(|| (full / kept_norm).sqrt());
-        units.push(scale.map(|s| (s, fit.b - b0[u])));
+        scales.push(scale);
+        shifts.push(Some(fit.b - b0[u]));
     }
     l.raw = l.target.dtype.encode(&values);
     Correction {
-        units,
+        scales,
+        shifts,
         fallback: None,
         bias_added: !matches!(site.bias, Bias::Existing { .. }),
         output_error: None,

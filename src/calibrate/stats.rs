@@ -53,7 +53,8 @@ pub(crate) fn stats(
             })
             .collect();
         state.biases.insert(*k, new);
-        corrections[*k].units = fixes;
+        corrections[*k].scales = fixes.iter().map(|f| f.map(|f| f.0)).collect();
+        corrections[*k].shifts = fixes.iter().map(|f| f.map(|f| f.1)).collect();
         corrections[*k].bias_added = !matches!(site.bias, Bias::Existing { .. });
     }
     Ok(())
