@@ -28,6 +28,15 @@ impl Runner {
 
     /// Like `load`, with the named intermediate values as extra outputs after the model's own.
     pub fn load_with_outputs(path: &Path, shapes: &[Vec<usize>], extra: &[String]) -> Result<Runner> {
+        Runner::load_selected(path, shapes, extra, true)
+    }
+
+    /// Loads `path` with the named values as its only outputs: tract then computes only what they need.
+    pub fn load_values(path: &Path, shapes: &[Vec<usize>], names: &[String]) -> Result<Runner> {
+        Runner::load_selected(path, shapes, names, false)
+    }
+
+    fn load_selected(path: &Path, shapes: &[Vec<usize>], extra: &[String], own: bool) -> Result<Runner> {
         let fail = |e: anyhow::Error| Error::model(path, format!("tract cannot run it: {}", one_line(&e)));
         let mut model = tract_onnx::onnx()
             .with_ignore_output_shapes(true)
@@ -35,7 +44,7 @@ impl Runner {
             .model_for_path(path)
             .map_err(fail)?;
         if !extra.is_empty() {
-            let mut outlets = model.output_outlets().map_err(fail)?.to_vec();
+            let mut outlets = if own { model.output_outlets().map_err(fail)?.to_vec() } else { Vec::new() };
             for name in extra {
                 // Graph inputs carry no outlet label; their source node has the input's name.
                 let outlet = model

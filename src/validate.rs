@@ -117,6 +117,16 @@ pub fn run(original: &Path, pruned: &Path, p: &Prepared) -> ValidationReport {
 
 /// Every output of `path` (then the `extra` values) over all samples, batches joined along axis 0.
 pub fn run_model(path: &Path, p: &Prepared, extra: &[String]) -> Result<Vec<Array>> {
+    run_batches(p, |shapes| Runner::load_with_outputs(path, shapes, extra))
+}
+
+/// Only the named values of `path` over all samples (tract computes only what they need).
+pub fn run_values(path: &Path, p: &Prepared, names: &[String]) -> Result<Vec<Array>> {
+    run_batches(p, |shapes| Runner::load_values(path, shapes, names))
+}
+
+/// Runs the samples in batches (in parallel) with runners from `load`, one per input shape.
+fn run_batches(p: &Prepared, load: impl Fn(&[Vec<usize>]) -> Result<Runner>) -> Result<Vec<Array>> {
     let s = &p.samples;
     // (set, sample range) per run; batchable data is cut into batches.
     let runs: Vec<(usize, std::ops::Range<usize>)> = if s.batchable {
@@ -135,7 +145,7 @@ pub fn run_model(path: &Path, p: &Prepared, extra: &[String]) -> Result<Vec<Arra
     for run in &runs {
         let shapes: Vec<Vec<usize>> = inputs_of(run).iter().map(|a| a.shape.clone()).collect();
         if let std::collections::hash_map::Entry::Vacant(e) = runners.entry(shapes) {
-            let runner = Runner::load_with_outputs(path, e.key(), extra)?;
+            let runner = load(e.key())?;
             e.insert(runner);
         }
     }
@@ -159,18 +169,22 @@ fn rows(a: &Array, range: std::ops::Range<usize>) -> Array {
 }
 
 /// Joins per-run outputs along axis 0 (outputs without axes become one row per run).
-fn join(runs: Vec<Vec<Array>>) -> Vec<Array> {
+/// Joins each output's per-run parts along axis 0, freeing each part as it is copied.
+fn join(mut runs: Vec<Vec<Array>>) -> Vec<Array> {
     let n = runs.first().map_or(0, Vec::len);
     (0..n)
         .map(|k| {
-            let parts: Vec<&Array> = runs.iter().map(|r| &r[k]).collect();
-            let mut shape = parts[0].shape.clone();
-            if shape.is_empty() || parts.iter().any(|a| a.shape[1..] != shape[1..]) {
-                shape = vec![parts.iter().map(|a| a.data.len()).sum()];
+            let mut shape = runs[0][k].shape.clone();
+            if shape.is_empty() || runs.iter().any(|r| r[k].shape[1..] != shape[1..]) {
+                shape = vec![runs.iter().map(|r| r[k].data.len()).sum()];
             } else {
-                shape[0] = parts.iter().map(|a| a.shape[0]).sum();
+                shape[0] = runs.iter().map(|r| r[k].shape[0]).sum();
             }
-            Array { shape, data: parts.iter().flat_map(|a| a.data.iter().copied()).collect() }
+            let mut data = Vec::with_capacity(runs.iter().map(|r| r[k].data.len()).sum());
+            for r in &mut runs {
+                data.extend_from_slice(&std::mem::take(&mut r[k].data));
+            }
+            Array { shape, data }
         })
         .collect()
 }

@@ -100,6 +100,20 @@ fn solve_spd(a: &[Vec<f64>], b: &[f64]) -> Vec<f64> {
 /// The contract's solve for one unit: rows X (R x F), target column z, kept fan-in `keep`, original
 /// effective weights `w0`. Returns (w over the whole fan-in, zero outside `keep`; b).
 fn ridge_fit(rows: &[Vec<f64>], z: &[f64], keep: &[bool], w0: &[f64], ridge: f64) -> (Vec<f64>, f64) {
+    ridge_fit_lambda(rows, z, keep, w0, ridge, false)
+}
+
+/// `ridge_fit`, with λ = ridge · mean(diag G) over the kept fan-in (the final solve) or, with
+/// `over_all`, over the whole fan-in (the intermediate steps of `--refit-steps` K > 1, which share one λ
+/// per group so that a shared inverse can serve every unit).
+fn ridge_fit_lambda(
+    rows: &[Vec<f64>],
+    z: &[f64],
+    keep: &[bool],
+    w0: &[f64],
+    ridge: f64,
+    over_all: bool,
+) -> (Vec<f64>, f64) {
     let kept: Vec<usize> = (0..keep.len()).filter(|&i| keep[i]).collect();
     let mut w = vec![0.0; keep.len()];
     if kept.is_empty() {
@@ -120,7 +134,12 @@ fn ridge_fit(rows: &[Vec<f64>], z: &[f64], keep: &[bool], w0: &[f64], ridge: f64
             }
         }
     }
-    let lambda = ridge * (0..kept.len()).map(|p| g[p][p]).sum::<f64>() / kept.len() as f64;
+    let lambda = if over_all {
+        let f = keep.len();
+        ridge * rows.iter().map(|r| r.iter().map(|v| v * v).sum::<f64>()).sum::<f64>() / f as f64
+    } else {
+        ridge * (0..kept.len()).map(|p| g[p][p]).sum::<f64>() / kept.len() as f64
+    };
     for (p, &i) in kept.iter().enumerate() {
         g[p][p] += lambda;
         c[p] += lambda * w0[i];
@@ -133,7 +152,8 @@ fn ridge_fit(rows: &[Vec<f64>], z: &[f64], keep: &[bool], w0: &[f64], ridge: f64
 }
 
 /// The contract's schedule for `steps` > 1: c0 = min(F, 4·max(n, 1)), c_t = round(c0·(n/c0)^(t/K)),
-/// keep the c_t largest |w| of the previous solution (ties: lower index), refit. Also says whether a
+/// keep the c_t largest |w| of the previous solution (ties: lower index), refit (λ over the whole fan-in
+/// before the last step, over the kept fan-in at the last). Also says whether a
 /// selection after the first step was a near tie (|w| within 1e-4 relative at the cut), where f32 vs
 /// f64 round-off may legitimately pick the other weight.
 fn schedule_fit(
@@ -159,7 +179,7 @@ fn schedule_fit(
         for &i in &order[..ct] {
             keep[i] = true;
         }
-        let (w, bb) = ridge_fit(rows, z, &keep, w0, ridge);
+        let (w, bb) = ridge_fit_lambda(rows, z, &keep, w0, ridge, t < steps);
         prev = w;
         b = bb;
     }

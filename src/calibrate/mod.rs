@@ -111,12 +111,12 @@ pub(crate) struct State<'m> {
 
 impl State<'_> {
     /// Runs the model as it stands (weights in `loaded`, biases so far) on the calibration samples and
-    /// returns the values `names` (after the model's outputs).
+    /// returns the values `names` (only what they need is computed).
     pub fn measure(&self, loaded: &[Loaded], calib: &Prepared, names: &[String]) -> Result<Vec<Array>> {
         let (changed, edits) = bias_changes(self.model, loaded, &self.sites, &self.biases)?;
         let weights = loaded.iter().map(|l| (l.tensor, l.target.dtype, l.raw.clone()));
         prune_job::write_output(self.model, &self.candidate, weights.chain(changed).collect(), edits, "{}")?;
-        validate::run_model(&self.candidate, calib, names).map_err(|e| {
+        validate::run_values(&self.candidate, calib, names).map_err(|e| {
             let why =
                 e.to_string().replace(&self.candidate.display().to_string(), "the partly calibrated model");
             crate::Error::model(&self.model.path, format!("calibration failed: {why}"))

@@ -5,7 +5,7 @@
 //! fixed column blocks computed sequentially, and units are solved independently.
 
 use faer::linalg::matmul::matmul;
-use faer::linalg::solvers::{Solve, SolveLstsq};
+use faer::linalg::solvers::{DenseSolveCore, Solve, SolveLstsq};
 use faer::{Accum, Col, Mat, MatMut, MatRef, Par, Side};
 use rayon::prelude::*;
 
@@ -102,13 +102,22 @@ impl Moments {
     /// (G[idx+b] + λ·diag(1,…,1,0)) [w; b] = c[idx+b] + λ[w0; 0], λ = ridge·mean(diag G over idx).
     /// Cholesky, least squares if the system is singular. No index: w empty, b = mean z.
     pub fn ridge(&self, u: usize, idx: &[usize], w0: &[f64], ridge: f64) -> (Vec<f64>, f64) {
+        let lambda = if idx.is_empty() {
+            0.0
+        } else {
+            ridge * idx.iter().map(|&i| self.g(i, i)).sum::<f64>() / idx.len() as f64
+        };
+        self.ridge_with(u, idx, w0, lambda)
+    }
+
+    /// `ridge` with a given λ.
+    pub fn ridge_with(&self, u: usize, idx: &[usize], w0: &[f64], lambda: f64) -> (Vec<f64>, f64) {
         let f = self.fan_in;
         if idx.is_empty() {
             return (Vec::new(), self.cz(f, u) / self.rows.max(1) as f64);
         }
         let n = idx.len() + 1;
         let at = |a: usize| if a < idx.len() { idx[a] } else { f };
-        let lambda = ridge * idx.iter().map(|&i| self.g(i, i)).sum::<f64>() / idx.len() as f64;
         let h = Mat::from_fn(n, n, |a, b| {
             self.g(at(a), at(b)) + if a == b && a < idx.len() { lambda } else { 0.0 }
         });
@@ -123,6 +132,64 @@ impl Moments {
         } else {
             (w0.to_vec(), self.cz(f, u) / self.rows.max(1) as f64)
         }
+    }
+}
+
+/// For the intermediate refit steps: H = (G + λ·diag(1,…,1,0))⁻¹ with one λ for all units of the group
+/// (ridge · mean diag G over the whole fan-in). A unit keeping the index set S then solves its system
+/// through the pruned set P instead: x_S = H_SS r_S − H_SP H_PP⁻¹ H_PS r_S (the OBS/SparseGPT identity),
+/// which costs |P|³ instead of |S|³ — the cheap side while the mask is still wide.
+pub struct Shared {
+    h: Mat<f64>,
+    pub lambda: f64,
+}
+
+impl Moments {
+    /// The shared inverse, or None if the regularized Gram matrix is not positive definite.
+    pub fn shared(&self, ridge: f64) -> Option<Shared> {
+        let f = self.fan_in;
+        let lambda = ridge * (0..f).map(|i| self.g(i, i)).sum::<f64>() / f.max(1) as f64;
+        let a = Mat::from_fn(f + 1, f + 1, |i, j| self.g(i, j) + if i == j && i < f { lambda } else { 0.0 });
+        let h = a.llt(Side::Lower).ok()?.inverse();
+        let finite = (0..f + 1).all(|j| (0..f + 1).all(|i| h[(i, j)].is_finite()));
+        finite.then_some(Shared { h, lambda })
+    }
+
+    /// The ridge solution of unit `u` on `idx` with the shared λ: through H when fewer weights are pruned
+    /// than kept, directly otherwise.
+    pub fn ridge_shared(&self, s: &Shared, u: usize, idx: &[usize], w0: &[f64]) -> (Vec<f64>, f64) {
+        let f = self.fan_in;
+        let pruned: Vec<usize> = {
+            let mut kept = vec![false; f];
+            idx.iter().for_each(|&i| kept[i] = true);
+            (0..f).filter(|&i| !kept[i]).collect()
+        };
+        if idx.is_empty() || pruned.len() > idx.len() {
+            return self.ridge_with(u, idx, w0, s.lambda);
+        }
+        let set: Vec<usize> = idx.iter().copied().chain([f]).collect();
+        let r: Vec<f64> = set
+            .iter()
+            .enumerate()
+            .map(|(a, &i)| self.cz(i, u) + if i < f { s.lambda * w0[a] } else { 0.0 })
+            .collect();
+        let h = |i: usize, j: usize| s.h[(i, j)];
+        let mut x: Vec<f64> =
+            set.iter().map(|&i| set.iter().zip(&r).map(|(&j, rj)| h(i, j) * rj).sum()).collect();
+        if !pruned.is_empty() {
+            let hpp = Mat::from_fn(pruned.len(), pruned.len(), |a, b| h(pruned[a], pruned[b]));
+            let v =
+                Col::from_fn(pruned.len(), |a| set.iter().zip(&r).map(|(&j, rj)| h(pruned[a], j) * rj).sum());
+            let t = match hpp.llt(Side::Lower) {
+                Ok(llt) => llt.solve(&v),
+                Err(_) => return self.ridge_with(u, idx, w0, s.lambda),
+            };
+            for (a, &i) in set.iter().enumerate() {
+                x[a] -= pruned.iter().enumerate().map(|(b, &p)| h(i, p) * t[b]).sum::<f64>();
+            }
+        }
+        let b = x.pop().expect("the bias");
+        (x, b)
     }
 }
 
