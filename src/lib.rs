@@ -13,6 +13,7 @@ pub mod prune_job;
 pub mod report;
 pub mod runtime;
 pub mod samples;
+pub mod sizes;
 pub mod validate;
 
 pub use calibrate::refit::RefitOptions;

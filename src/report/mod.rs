@@ -162,3 +162,85 @@ pub struct Gate {
     pub value: f64,
     pub passed: bool,
 }
+
+/// `renorm sweep`'s report (`DIR/sweep.json`): one point per (sparsity, scope, renorm).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SweepReport {
+    pub model: String,
+    /// What the plot's y axis shows: "accuracy" (with labels) or "top1_agreement" (without).
+    pub metric: String,
+    /// The dense model: its accuracy (null without labels) and size.
+    pub dense: DensePoint,
+    pub points: Vec<SweepPoint>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DensePoint {
+    pub accuracy: Option<f64>,
+    pub size: crate::sizes::Sizes,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SweepPoint {
+    /// Requested sparsity.
+    pub sparsity: f64,
+    pub scope: String,
+    pub renorm: String,
+    /// Sparsity reached over the targets (`totals.sparsity` of the prune report).
+    pub achieved_sparsity: f64,
+    /// The pruned model's size (raw and zstd-compressed).
+    pub size: crate::sizes::Sizes,
+    /// The `validate` keys for this point.
+    #[serde(flatten)]
+    pub validation: ValidationReport,
+}
+
+impl SweepPoint {
+    /// The y value plotted: pruned accuracy with labels, else the first output's top-1 agreement.
+    pub fn metric(&self) -> Option<f64> {
+        match &self.validation.accuracy {
+            Some(a) => Some(a.pruned),
+            None => self.validation.outputs.first().and_then(|o| o.top1_agreement),
+        }
+    }
+}
+
+/// `renorm batch`'s report (`OUTDIR/summary.json`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BatchReport {
+    pub input_dir: String,
+    pub output_dir: String,
+    /// The prune options every model got.
+    pub method: Method,
+    /// "K/N" when only a shard was taken.
+    pub shard: Option<String>,
+    pub models: Vec<BatchEntry>,
+    pub totals: BatchTotals,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BatchEntry {
+    /// The model's path relative to the input folder.
+    pub model: String,
+    /// "pruned", "resumed" (output and report already there for the same options) or "failed".
+    pub status: String,
+    /// The output path relative to the output folder (null when failed).
+    pub output: Option<String>,
+    /// Why it failed (one line), else null.
+    pub error: Option<String>,
+    pub params: usize,
+    pub pruned: usize,
+    pub sparsity: f64,
+    pub size: Option<crate::sizes::SizeChange>,
+    /// Validation with `--data`, or with the model's own test_data_set_* folders; null otherwise.
+    pub validation: Option<ValidationReport>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BatchTotals {
+    pub models: usize,
+    pub pruned: usize,
+    pub resumed: usize,
+    pub failed: usize,
+}
