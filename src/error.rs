@@ -34,6 +34,9 @@ pub enum Error {
     /// Input the job needs was not given (exit 1, like other bad input), e.g. calibration samples.
     #[error("{0}")]
     Missing(String),
+    /// Some items of a job failed (exit 1); each is reported where the message says.
+    #[error("{0}")]
+    Failed(String),
     /// A validation gate failed (exit code 3); the output and report were still written.
     #[error("{0}")]
     Gate(String),

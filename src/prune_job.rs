@@ -17,6 +17,7 @@ use crate::prune::renorm::{self, Renorm, ScaleStats};
 use crate::prune::select::{self, Selection, Weights};
 use crate::prune::targets::{self, Filter, Plan, Source, Target};
 use crate::report::{Method, OutputError, PruneReport, TargetReport, Totals};
+use crate::sizes::{self, SizeChange};
 use crate::validate::{self, DataSpec};
 
 /// The key of the `metadata_props` entry that records what renorm did.
@@ -274,12 +275,14 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
         targets,
         skipped: plan.skipped.clone(),
         totals: Totals::of(params, pruned),
+        size: SizeChange::default(),
         validation: None,
     };
     let mut changed: Vec<(&Tensor, FloatType, Vec<u8>)> =
         loaded.into_iter().map(|l| (l.tensor, l.target.dtype, l.raw)).collect();
     changed.append(&mut bias_changed);
     write_output(&model, output, changed, edits, &metadata_value(&report))?;
+    report.size = SizeChange { before: sizes::measure(input)?, after: sizes::measure(output)? };
     if let Some(prepared) = &validation {
         report.validation = Some(validate::run(input, output, prepared));
     }

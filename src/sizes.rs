@@ -32,7 +32,8 @@ pub fn measure(path: &Path) -> Result<Sizes> {
     let model = Model::open(path)?;
     let mut files: Vec<PathBuf> = vec![path.to_path_buf()];
     let folder = path.parent().unwrap_or(Path::new("."));
-    let constants = model.graph.nodes.iter().flat_map(|n| n.attributes.iter().filter_map(|a| a.tensor.as_ref()));
+    let constants =
+        model.graph.nodes.iter().flat_map(|n| n.attributes.iter().filter_map(|a| a.tensor.as_ref()));
     for t in model.graph.initializers.iter().chain(constants) {
         if let Payload::External(e) = &t.payload {
             let f = folder.join(&e.location);
@@ -80,5 +81,34 @@ impl Write for Counter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Bytes in human units (B, KB, MB, GB; powers of 1000, as file managers show them).
+pub fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=999 => format!("{bytes} B"),
+        1_000..=999_999 => format!("{:.1} KB", b / 1e3),
+        1_000_000..=999_999_999 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.2} GB", b / 1e9),
+    }
+}
+
+impl SizeChange {
+    /// One line: raw and compressed sizes before → after, and what compression saves now.
+    pub fn summary(&self) -> String {
+        let saved = if self.before.zstd > 0 {
+            100.0 * (1.0 - self.after.zstd as f64 / self.before.zstd as f64)
+        } else {
+            0.0
+        };
+        format!(
+            "size {} -> {} raw, {} -> {} zstd ({saved:.0}% smaller compressed)",
+            human(self.before.raw),
+            human(self.after.raw),
+            human(self.before.zstd),
+            human(self.after.zstd)
+        )
     }
 }

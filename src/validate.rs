@@ -95,14 +95,22 @@ pub fn validate_files(original: &Path, pruned: &Path, spec: &DataSpec) -> Result
 
 /// Runs both models and compares. Never fails: when tract cannot run a model, `skipped_reason` says why.
 pub fn run(original: &Path, pruned: &Path, p: &Prepared) -> ValidationReport {
+    run_against(&run_model(original, p, &[]), pruned, p)
+}
+
+/// `run` with the original's outputs already computed (a sweep runs the original once).
+pub fn run_against(original: &Result<Vec<Array>>, pruned: &Path, p: &Prepared) -> ValidationReport {
     let mut report = ValidationReport {
         samples: p.samples.count,
         conversions: p.samples.conversions.clone(),
         ..Default::default()
     };
-    let outputs = run_model(original, p, &[]).and_then(|o| Ok((o, run_model(pruned, p, &[])?)));
+    let outputs = match original {
+        Ok(o) => run_model(pruned, p, &[]).map(|q| (o, q)),
+        Err(e) => Err(crate::Error::Usage(e.to_string())),
+    };
     match outputs {
-        Ok((orig, prun)) => match compare(&orig, &prun, p) {
+        Ok((orig, prun)) => match compare(orig, &prun, p) {
             Ok((outputs, accuracy)) => {
                 report.outputs = outputs;
                 report.accuracy = accuracy;

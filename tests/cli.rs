@@ -35,8 +35,14 @@ fn prune_json_report_has_the_documented_keys_and_matches_the_file() {
     assert_eq!(code, 0, "{stderr}");
     let r: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r, serde_json::from_str::<Value>(&std::fs::read_to_string(&report).unwrap()).unwrap());
-    assert_eq!(keys(&r), ["method", "model", "output", "skipped", "targets", "totals", "validation"]);
+    assert_eq!(keys(&r), ["method", "model", "output", "size", "skipped", "targets", "totals", "validation"]);
     assert_eq!(r["validation"], Value::Null);
+    // Sizes: the files' own lengths; half the weights zero compress smaller than the dense ones.
+    let len = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert_eq!(r["size"]["before"]["raw"].as_u64().unwrap(), len(&mlp));
+    assert_eq!(r["size"]["after"]["raw"].as_u64().unwrap(), len(&out));
+    let zstd = |k: &str| r["size"][k]["zstd"].as_u64().unwrap();
+    assert!(zstd("after") < zstd("before") && zstd("before") < len(&mlp), "{}", r["size"]);
     assert_eq!(keys(&r["method"]), ["pattern", "renorm", "scope", "sparsity"]);
     // The defaults: 0.5, global, l2.
     assert_eq!(

@@ -17,6 +17,8 @@ pub struct PruneReport {
     pub targets: Vec<TargetReport>,
     pub skipped: Vec<Skipped>,
     pub totals: Totals,
+    /// The model's size before and after, raw and zstd-compressed (external data included).
+    pub size: crate::sizes::SizeChange,
     /// With `--data`: how the written model compares with the input (null otherwise).
     pub validation: Option<ValidationReport>,
 }
@@ -76,6 +78,26 @@ impl Totals {
     pub fn of(params: usize, pruned: usize) -> Totals {
         Totals { params, pruned, sparsity: fraction(pruned, params) }
     }
+}
+
+/// Writes a report file atomically (temporary file in the same folder, then rename), readable by all
+/// (0644 on Unix, where temporary files start as 0600).
+pub fn write_file(path: &std::path::Path, text: &str) -> crate::Result<()> {
+    use std::io::Write;
+    let io = |e: std::io::Error| crate::Error::io(path, e);
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(folder).map_err(io)?;
+    temp.write_all(text.as_bytes()).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+    }
+    temp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
 }
 
 /// `part / whole`, 0 for an empty whole.

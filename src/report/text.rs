@@ -124,10 +124,11 @@ pub fn prune(r: &PruneReport) -> String {
     skipped_lines(&mut out, &r.skipped);
     let _ = writeln!(
         out,
-        "\npruned {} of {} weights ({:.2}%). Zeros make the file compress smaller and run faster only on sparse kernels, not on a dense runtime.",
+        "\npruned {} of {} weights ({:.2}%); {}.\nZeros make the file compress smaller and run faster only on sparse kernels, not on a dense runtime.",
         r.totals.pruned,
         r.totals.params,
-        100.0 * r.totals.sparsity
+        100.0 * r.totals.sparsity,
+        r.size.summary()
     );
     if let Some(v) = &r.validation {
         out += "\n";
