@@ -36,6 +36,16 @@ pub enum Command {
         after_help = "Examples:\n  renorm validate fixtures/mnist_mlp.onnx mlp-90.onnx --data fixtures/mnist_test_1000.npy --labels fixtures/mnist_test_1000_labels.npy\n  renorm validate model.onnx pruned.onnx --data test_data/ --min-cosine 0.99 --json\n\nExit codes: 0 ok, 1 bad input, 2 usage, 3 a gate failed (the report is still written)."
     )]
     Validate(ValidateArgs),
+    /// Prune at every sparsity x scope x renorm, validate each, and plot accuracy against sparsity.
+    #[command(
+        after_help = "Examples:\n  renorm sweep fixtures/mnist_mlp.onnx --data fixtures/mnist_test_1000.npy --labels fixtures/mnist_test_1000_labels.npy --out sweep/\n  renorm sweep model.onnx --data val.npz --renorm l2,stats,refit --calib train.npy --scope global,layer --out sweep/\n\nWrites DIR/sweep.json, DIR/sweep.md and DIR/sweep.html (self-contained, with an SVG plot)."
+    )]
+    Sweep(SweepArgs),
+    /// Prune every model under a folder with the same options (resumable, shardable).
+    #[command(
+        after_help = "Examples:\n  renorm batch zoo/ -o zoo-pruned/ --sparsity 0.9 --jobs 2\n  renorm batch zoo/ -o out/ --shard 3/8   # machine 3 of 8\n\nA model that fails is listed in the summary; the exit code is 1 if any failed. A rerun skips models already done with the same options."
+    )]
+    Batch(BatchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,6 +104,29 @@ pub struct PruneArgs {
     /// Where to write the pruned model.
     #[arg(short = 'o', long = "output")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub method: MethodArgs,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub calib: CalibArgs,
+    /// Also write the JSON report to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Print the JSON report on stdout instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Overwrite the output if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Validate the written model against the input on these samples (see `renorm validate`).
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// How much is pruned and how units are renormalized (prune, batch).
+#[derive(clap::Args, Debug, Clone)]
+pub struct MethodArgs {
     /// Fraction of weights to zero, 0 to 1.
     #[arg(long, default_value_t = 0.5, conflicts_with = "pattern")]
     pub sparsity: f64,
@@ -106,21 +139,22 @@ pub struct PruneArgs {
     /// How each output unit's kept weights are rescaled.
     #[arg(long, value_enum, default_value_t = RenormArg::L2)]
     pub renorm: RenormArg,
+}
+
+/// Which targets are pruned (prune, batch, sweep).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TargetArgs {
     /// Prune only targets whose node or weight name matches (repeatable).
     #[arg(long, value_name = "REGEX")]
     pub include: Vec<String>,
     /// Leave targets whose node or weight name matches (repeatable).
     #[arg(long, value_name = "REGEX")]
     pub exclude: Vec<String>,
-    /// Also write the JSON report to this file.
-    #[arg(long, value_name = "FILE.json")]
-    pub report: Option<PathBuf>,
-    /// Print the JSON report on stdout instead of the summary.
-    #[arg(long)]
-    pub json: bool,
-    /// Overwrite the output if it exists.
-    #[arg(long)]
-    pub force: bool,
+}
+
+/// Calibration for --renorm stats and refit (prune, batch, sweep).
+#[derive(clap::Args, Debug, Clone)]
+pub struct CalibArgs {
     /// Calibration samples for --renorm stats and refit (training data, not the validation data).
     #[arg(long, value_name = "DATA")]
     pub calib: Option<PathBuf>,
@@ -140,7 +174,68 @@ pub struct PruneArgs {
     /// refit: ridge strength toward the original weights, relative to the mean input energy.
     #[arg(long, value_name = "A", default_value_t = 0.01)]
     pub ridge: f64,
-    /// Validate the written model against the input on these samples (see `renorm validate`).
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    /// The ONNX model (never modified).
+    pub model: PathBuf,
+    /// Folder for sweep.json, sweep.md and sweep.html (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Sparsities to try, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.5,0.7,0.8,0.9,0.95,0.97")]
+    pub sparsities: Vec<f64>,
+    /// Renormalizations to compare, comma-separated (default: none,l1,l2, plus stats with --calib).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub renorm: Vec<RenormArg>,
+    /// Scopes to try, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "global")]
+    pub scope: Vec<ScopeArg>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub calib: CalibArgs,
+    /// Also keep each point's model in DIR/models/.
+    #[arg(long)]
+    pub keep_models: bool,
+    /// Print the JSON report on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// The samples every point is validated on (required).
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BatchArgs {
+    /// Folder of models: every *.onnx below it, and model-zoo folders (model.onnx + test_data_set_*).
+    pub dir: PathBuf,
+    /// Output folder: the input tree mirrored, plus summary.json, summary.md and summary.html.
+    #[arg(short = 'o', long = "output", value_name = "OUTDIR")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub method: MethodArgs,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub calib: CalibArgs,
+    /// Models pruned at once.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Take only share K of N (1-based), deterministically: N machines split a zoo with no coordinator.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Print the JSON summary on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+    /// Validate every model on these samples (model-zoo folders use their own test_data_set_* without it).
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -161,6 +256,16 @@ pub enum RenormArg {
     Stats,
     /// Re-solve each unit's kept weights and bias by ridge least squares on --calib samples.
     Refit,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s.split_once('/').ok_or_else(|| format!("'{s}' is not K/N (e.g. 2/4)"))?;
+    let k: usize = k.trim().parse().map_err(|_| format!("'{s}': K is not a whole number"))?;
+    let n: usize = n.trim().parse().map_err(|_| format!("'{s}': N is not a whole number"))?;
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("'{s}': need 1 <= K <= N"));
+    }
+    Ok((k, n))
 }
 
 fn parse_pattern(s: &str) -> Result<(usize, usize), String> {

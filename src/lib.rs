@@ -3,6 +3,7 @@
 //!
 //! Data flows one way: bytes ([`onnx`]) → targets → masks → scales ([`prune`]) → patched bytes.
 
+pub mod batch;
 pub mod calibrate;
 pub mod data;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod report;
 pub mod runtime;
 pub mod samples;
 pub mod sizes;
+pub mod sweep;
 pub mod validate;
 
 pub use calibrate::refit::RefitOptions;

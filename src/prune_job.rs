@@ -77,7 +77,8 @@ impl Default for PruneOptions {
 }
 
 impl PruneOptions {
-    fn check(&self) -> Result<()> {
+    /// Whether the options make sense together (checked again by `prune_file`).
+    pub fn check(&self) -> Result<()> {
         match self.selector {
             Selector::Sparsity { sparsity, .. } if !(0.0..=1.0).contains(&sparsity) => {
                 Err(Error::Usage(format!("--sparsity must be between 0 and 1, got {sparsity}")))
@@ -100,7 +101,8 @@ impl PruneOptions {
         matches!(self.renorm, Renorm::Stats | Renorm::Refit)
     }
 
-    fn method(&self) -> Method {
+    /// The method as reports record it.
+    pub fn method(&self) -> Method {
         let (sparsity, scope, pattern) = match self.selector {
             Selector::Sparsity { sparsity, scope } => (Some(sparsity), Some(scope.name().to_string()), None),
             Selector::Pattern { n, m } => (None, None, Some(format!("{n}:{m}"))),

@@ -198,3 +198,44 @@ fn matmul_weights_behind_a_transpose_are_targets_unless_the_transpose_has_other_
     assert!(r.targets.is_empty());
     assert!(r.skipped[0].reason.contains("also used by Relu node 'r'"), "{}", r.skipped[0].reason);
 }
+
+#[test]
+fn batch_prunes_the_good_models_reports_the_bad_one_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("zoo");
+    std::fs::create_dir_all(zoo.join("nested")).unwrap();
+    std::fs::copy(fixtures().join("mnist_mlp.onnx"), zoo.join("nested/mlp.onnx")).unwrap();
+    std::fs::write(zoo.join("broken.onnx"), b"\x0a\xff\xff\xff\x0fnot a model").unwrap();
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) =
+        run(&["batch", zoo.to_str().unwrap(), "-o", out.to_str().unwrap(), "--sparsity", "0.9", "--json"]);
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap();
+    assert!(last.starts_with("renorm: error: 1 of 2 models failed"), "{stderr}");
+    // Progress: one plain line per model on a non-terminal stderr, then the error.
+    assert_eq!(stderr.lines().count(), 3, "{stderr}");
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["totals"], serde_json::json!({"models": 2, "pruned": 1, "resumed": 0, "failed": 1}));
+    assert!(load(&out.join("nested/mlp.onnx")).graph.is_some());
+    assert!(!out.join("broken.onnx").exists());
+    for ext in ["json", "md", "html"] {
+        assert!(out.join(format!("summary.{ext}")).is_file(), "summary.{ext}");
+    }
+    let html = std::fs::read_to_string(out.join("summary.html")).unwrap();
+    roxmltree::Document::parse(html.trim_start_matches("<!DOCTYPE html>"))
+        .expect("summary.html is well-formed");
+    // A rerun does no pruning: the good model resumes.
+    let (code, stdout, _) = run(&[
+        "batch",
+        zoo.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--sparsity",
+        "0.9",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(code, 1);
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["totals"]["resumed"], 1);
+}

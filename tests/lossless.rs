@@ -171,6 +171,10 @@ fn external_data_goes_to_a_new_file_beside_the_output() {
     let r = renorm::prune_file(&input, &output, &PruneOptions { renorm: Renorm::None, ..opts(0.5) }).unwrap();
     assert_eq!(r.targets[0].storage, "external");
     assert_eq!(std::fs::read(src.path().join("weights.bin")).unwrap(), blob_before, "input data touched");
+    // The reported sizes count the external data file too.
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert_eq!(r.size.before.raw, len(&input) + len(&src.path().join("weights.bin")));
+    assert_eq!(r.size.after.raw, len(&output) + len(&dst.path().join("pruned.onnx.data")));
 
     let out = load(&output);
     for t in &out.graph.initializer {

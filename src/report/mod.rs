@@ -1,6 +1,9 @@
 //! What a run did, as data: the JSON reports (stable keys, documented in the README) and the text
 //! summaries printed for people.
 
+pub mod html;
+pub mod markdown;
+pub mod svg;
 pub mod text;
 
 use serde::Serialize;
@@ -80,8 +83,8 @@ impl Totals {
     }
 }
 
-/// Writes a report file atomically (temporary file in the same folder, then rename), readable by all
-/// (0644 on Unix, where temporary files start as 0600).
+/// Writes a report file atomically (temporary file `.renorm-<name>-*.tmp` in the same folder, then
+/// rename), readable by all (0644 on Unix, where temporary files start as 0600).
 pub fn write_file(path: &std::path::Path, text: &str) -> crate::Result<()> {
     use std::io::Write;
     let io = |e: std::io::Error| crate::Error::io(path, e);
@@ -89,7 +92,9 @@ pub fn write_file(path: &std::path::Path, text: &str) -> crate::Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
     };
-    let mut temp = tempfile::NamedTempFile::new_in(folder).map_err(io)?;
+    let name = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let prefix = format!(".renorm-{name}-");
+    let mut temp = tempfile::Builder::new().prefix(&prefix).suffix(".tmp").tempfile_in(folder).map_err(io)?;
     temp.write_all(text.as_bytes()).map_err(io)?;
     #[cfg(unix)]
     {
