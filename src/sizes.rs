@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::onnx::model::{Model, Payload};
@@ -12,7 +12,7 @@ use crate::onnx::model::{Model, Payload};
 /// zstd's default level: what `zstd FILE` gives.
 pub const ZSTD_LEVEL: i32 = 3;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sizes {
     /// Bytes of the model file and its external data files.
     pub raw: u64,
@@ -21,7 +21,7 @@ pub struct Sizes {
 }
 
 /// Sizes before and after pruning.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SizeChange {
     pub before: Sizes,
     pub after: Sizes,

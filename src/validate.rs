@@ -298,7 +298,7 @@ fn gates(r: &ValidationReport, g: &Gates) -> Vec<Gate> {
     let mut push = |gate: &str, limit: Option<f64>, value: Option<f64>, ok: fn(f64, f64) -> bool| {
         if let Some(limit) = limit {
             let passed = value.is_some_and(|v| ok(v, limit));
-            out.push(Gate { gate: gate.to_string(), limit, value: value.unwrap_or(f64::NAN), passed });
+            out.push(Gate { gate: gate.to_string(), limit, value, passed });
         }
     };
     push("max-top1-drop", g.max_top1_drop, top1, |v, l| v <= l);
@@ -313,18 +313,13 @@ pub fn gate_error(r: &ValidationReport) -> Option<Error> {
         .gates
         .iter()
         .filter(|g| !g.passed)
-        .map(|g| {
-            if g.value.is_nan() {
+        .map(|g| match g.value {
+            None => {
                 let why = r.skipped_reason.as_deref().unwrap_or("not measurable on these outputs");
                 format!("--{} {}: could not be measured ({why})", g.gate, g.limit)
-            } else {
-                format!(
-                    "--{} {}: measured {:.4} (off by {:.4})",
-                    g.gate,
-                    g.limit,
-                    g.value,
-                    (g.value - g.limit).abs()
-                )
+            }
+            Some(v) => {
+                format!("--{} {}: measured {v:.4} (off by {:.4})", g.gate, g.limit, (v - g.limit).abs())
             }
         })
         .collect();

@@ -6,7 +6,7 @@ pub mod markdown;
 pub mod svg;
 pub mod text;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::prune::renorm::ScaleStats;
 pub use crate::prune::targets::Skipped;
@@ -147,7 +147,7 @@ pub struct InspectTotals {
 }
 
 /// What `validate` (and `prune --data`) found: original and pruned run on the same samples (design.md §6).
-#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, PartialEq, Default, Deserialize)]
 pub struct ValidationReport {
     pub samples: usize,
     /// Top-1 accuracy of the first output against the labels (null without labels).
@@ -161,13 +161,13 @@ pub struct ValidationReport {
     pub gates: Vec<Gate>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Deserialize)]
 pub struct Accuracy {
     pub original: f64,
     pub pruned: f64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Deserialize)]
 pub struct OutputReport {
     pub name: String,
     /// Fraction of samples whose argmax agrees (null unless the output is (samples, classes)).
@@ -182,11 +182,12 @@ pub struct OutputReport {
 }
 
 /// A validation gate: `--max-top1-drop`, `--max-accuracy-drop` or `--min-cosine`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Deserialize)]
 pub struct Gate {
     pub gate: String,
     pub limit: f64,
-    pub value: f64,
+    /// Null when it could not be measured.
+    pub value: Option<f64>,
     pub passed: bool,
 }
 

@@ -180,7 +180,7 @@ pub fn validation(v: &ValidationReport) -> String {
             g.gate,
             g.limit,
             if g.passed { "passed" } else { "FAILED" },
-            if g.value.is_nan() { "not measurable".to_string() } else { format!("{:.4}", g.value) }
+            g.value.map_or("not measurable".to_string(), |v| format!("{v:.4}"))
         );
     }
     out
