@@ -226,6 +226,9 @@ pub struct BatchArgs {
     /// Models pruned at once.
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,
+    /// Prune every model again (no resume), overwriting outputs batch did not write.
+    #[arg(long)]
+    pub force: bool,
     /// Take only share K of N (1-based), deterministically: N machines split a zoo with no coordinator.
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<(usize, usize)>,

@@ -208,6 +208,7 @@ fn batch(args: BatchArgs) -> Result<(), Error> {
     }
     let opts = BatchOptions {
         prune: PruneOptions {
+            force: args.force,
             validation: data_spec(&args.data)?,
             ..prune_options(&args.method, &args.targets, &args.calib, args.data.batch)?
         },
