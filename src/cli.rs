@@ -139,6 +139,10 @@ pub struct MethodArgs {
     /// How each output unit's kept weights are rescaled.
     #[arg(long, value_enum, default_value_t = RenormArg::L2)]
     pub renorm: RenormArg,
+    /// Leave a weight holding NaN or infinite values unpruned (listed as skipped) instead of refusing
+    /// the model; the other weights are pruned as usual (--renorm none, l1 or l2 only).
+    #[arg(long)]
+    pub allow_nonfinite: bool,
 }
 
 /// Which targets are pruned (prune, batch, sweep).

@@ -114,6 +114,7 @@ fn prune_options(m: &MethodArgs, t: &TargetArgs, c: &CalibArgs, batch: usize) ->
         filter: filter(t)?,
         calib: calib_spec(c, batch),
         refit: RefitOptions { steps: c.refit_steps, ridge: c.ridge },
+        allow_nonfinite: m.allow_nonfinite,
         ..Default::default()
     })
 }
@@ -244,7 +245,8 @@ fn emit<T: serde::Serialize>(
 ) -> Result<(), Error> {
     let encoded = to_json(r);
     if let Some(path) = report {
-        std::fs::write(path, format!("{encoded}\n")).map_err(|e| Error::io(path, e))?;
+        // Atomically: a run killed while writing it leaves no half report.
+        report::write_file(path, &format!("{encoded}\n"))?;
     }
     if json {
         println!("{encoded}");

@@ -109,6 +109,7 @@ pub fn run(
             calib: if matches!(renorm, Renorm::Stats | Renorm::Refit) { opts.calib.clone() } else { None },
             refit: opts.refit,
             validation: None,
+            allow_nonfinite: false,
         };
         let pruned = prune_job::prune_file(model, &path, &prune_opts)?;
         let validation = validate::run_against(&original, &path, &prepared);

@@ -164,6 +164,9 @@ fn run_batches(p: &Prepared, load: impl Fn(&[Vec<usize>]) -> Result<Runner>) -> 
             let shapes: Vec<Vec<usize>> = inputs.iter().map(|a| a.shape.clone()).collect();
             runners[&shapes].run(&inputs)
         })
+        .collect::<Vec<Result<_>>>()
+        .into_iter()
+        // The first failing batch in order, whatever the thread timing.
         .collect::<Result<_>>()?;
     Ok(join(results))
 }

@@ -26,6 +26,7 @@ pub(super) fn fingerprint(opts: &PruneOptions, validation: Option<String>, input
         "filter": format!("{:?}", opts.filter),
         "calib": opts.calib.as_ref().map(|c| format!("{c:?}")),
         "refit": refit,
+        "allow_nonfinite": opts.allow_nonfinite,
         "validation": validation,
         "input": { "bytes": meta.map(|m| m.len()), "modified_ns": modified },
     })

@@ -115,7 +115,8 @@ pub fn write_patched(
 }
 
 /// A file being written beside its destination; it appears there only on `commit`, and vanishes if
-/// dropped before.
+/// dropped before. While it is written it is `.renorm-<destination name>.<random>.tmp`, locked: a
+/// process killed before its commit leaves that file, unlocked, and `remove_stale` deletes it.
 pub struct AtomicFile {
     temp: tempfile::NamedTempFile,
     dest: std::path::PathBuf,
@@ -127,11 +128,16 @@ impl AtomicFile {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => std::path::PathBuf::from("."),
         };
+        let name = dest.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
         let temp = tempfile::Builder::new()
-            .prefix(".renorm-")
+            .prefix(&format!(".renorm-{name}."))
             .suffix(".tmp")
+            .rand_bytes(TEMP_RAND)
             .tempfile_in(&folder)
             .map_err(|e| Error::io(&folder, e))?;
+        // Held until the file is persisted or dropped, or the process dies: tells `remove_stale` that
+        // the file is being written. Where locks are not supported, stale files are left alone.
+        let _ = temp.as_file().try_lock();
         Ok(AtomicFile { temp, dest: dest.to_path_buf() })
     }
 
@@ -150,5 +156,48 @@ impl AtomicFile {
         }
         self.temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
         Ok(())
+    }
+}
+
+/// Random characters in an `AtomicFile`'s temporary name.
+const TEMP_RAND: usize = 6;
+
+/// Deletes the temporary files that killed runs writing `output` left beside it (its own and those of
+/// its data files `<name>.data` and `<name>.<i>.data`), except any a live process still holds.
+pub fn remove_stale(output: &Path) {
+    let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+    let folder = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let Ok(entries) = std::fs::read_dir(folder) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(dest) = file
+            .strip_prefix(".renorm-")
+            .and_then(|f| f.strip_suffix(".tmp"))
+            .and_then(|f| f.rsplit_once('.'))
+            .filter(|(_, random)| {
+                random.len() == TEMP_RAND && random.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+            .map(|(dest, _)| dest)
+        else {
+            continue;
+        };
+        let data_file =
+            dest.strip_prefix(name.as_str()).and_then(|rest| rest.strip_prefix('.')).is_some_and(|rest| {
+                rest == "data"
+                    || rest
+                        .strip_suffix(".data")
+                        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+            });
+        if dest != name && !data_file {
+            continue;
+        }
+        let path = entry.path();
+        let unlocked = std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
+        if unlocked && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }

@@ -1,21 +1,25 @@
 //! The prune job: read the model, find targets, select masks, renormalize, write the output (and its
 //! external data) atomically, and report what was done.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+mod checks;
+mod output;
+
+pub use checks::check_graph;
+pub use output::write_output;
+
 use crate::calibrate::{self, refit::RefitOptions};
 use crate::error::{Error, Result};
-use crate::onnx::external::{self, DataFileOut};
-use crate::onnx::model::{Model, Payload, Tensor};
+use crate::onnx::model::{Model, Tensor};
 use crate::onnx::payload;
 use crate::onnx::tensor::{decode_raw, FloatType};
-use crate::onnx::write::{self, AtomicFile, Edit};
+use crate::onnx::write;
 use crate::prune::renorm::{self, Renorm, ScaleStats};
 use crate::prune::select::{self, Selection, Weights};
-use crate::prune::targets::{self, Filter, Plan, Source, Target};
+use crate::prune::targets::{self, Filter, Plan, Skipped, Source, Target};
 use crate::report::{Method, OutputError, PruneReport, TargetReport, Totals};
 use crate::sizes::{self, SizeChange};
 use crate::validate::{self, DataSpec};
@@ -60,6 +64,8 @@ pub struct PruneOptions {
     pub refit: RefitOptions,
     /// Validate the written model on these samples; the report gains `validation`.
     pub validation: Option<DataSpec>,
+    /// A target holding NaN or infinite values is left unpruned (listed as skipped) instead of refused.
+    pub allow_nonfinite: bool,
 }
 
 impl Default for PruneOptions {
@@ -72,6 +78,7 @@ impl Default for PruneOptions {
             calib: None,
             refit: RefitOptions::default(),
             validation: None,
+            allow_nonfinite: false,
         }
     }
 }
@@ -119,24 +126,28 @@ pub struct Loaded<'m> {
     pub values: Vec<f32>,
 }
 
-/// The targets of a model, or a clear error when there are none.
+/// The targets of a model, or a clear error when there are none. The model must be one a runtime
+/// could load (see `check_graph`): renorm would otherwise write a pruned copy of a broken file.
 pub fn plan(model: &Model, filter: &Filter) -> Result<Plan> {
+    check_graph(model)?;
     let plan = targets::plan(&model.graph, filter);
     if plan.targets.is_empty() {
-        let why = match plan.skipped.first() {
-            None => {
-                "it has no Gemm, Conv, ConvTranspose or MatMul node with a constant float weight".to_string()
-            }
-            Some(s) => format!(
-                "all {} candidate weights were skipped (first: '{}': {})",
-                plan.skipped.len(),
-                s.weight,
-                s.reason
-            ),
-        };
-        return Err(Error::model(&model.path, format!("nothing to prune: {why}")));
+        return Err(nothing_to_prune(model, &plan.skipped));
     }
     Ok(plan)
+}
+
+fn nothing_to_prune(model: &Model, skipped: &[Skipped]) -> Error {
+    let why = match skipped.first() {
+        None => "it has no Gemm, Conv, ConvTranspose or MatMul node with a constant float weight".to_string(),
+        Some(s) => format!(
+            "all {} candidate weights were skipped (first: '{}': {})",
+            skipped.len(),
+            s.weight,
+            s.reason
+        ),
+    };
+    Error::model(&model.path, format!("nothing to prune: {why}"))
 }
 
 /// The tensor behind a target.
@@ -150,26 +161,61 @@ pub fn tensor_of(model: &Model, source: Source) -> &Tensor {
     }
 }
 
-/// Reads every target's weights (in parallel) and refuses NaN or infinite values.
+/// Reads one target's weights.
+fn load_one<'m>(model: &'m Model, t: &Target) -> Result<Loaded<'m>> {
+    let tensor = tensor_of(model, t.source);
+    let raw = payload::read(model, tensor, t.dtype)?;
+    let values = decode_raw(t.dtype, &raw);
+    Ok(Loaded { target: t.clone(), tensor, raw, values })
+}
+
+/// "holds NaN at element 3" for weights that are not all finite.
+fn non_finite(l: &Loaded) -> Option<String> {
+    let i = l.values.iter().position(|v| !v.is_finite())?;
+    Some(format!("holds {} at element {i}", l.values[i]))
+}
+
+/// Reads every target's weights (in parallel) and refuses NaN or infinite values. Of several bad
+/// targets, the first in graph order is named, whatever the thread count.
 pub fn load<'m>(model: &'m Model, plan: &Plan) -> Result<Vec<Loaded<'m>>> {
-    plan.targets
+    let all: Vec<Result<Loaded>> = plan
+        .targets
         .par_iter()
         .map(|t| {
-            let tensor = tensor_of(model, t.source);
-            let raw = payload::read(model, tensor, t.dtype)?;
-            let values = decode_raw(t.dtype, &raw);
-            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-                return Err(Error::model(
+            let l = load_one(model, t)?;
+            match non_finite(&l) {
+                Some(what) => Err(Error::model(
                     &model.path,
                     format!(
-                        "weight '{}' holds {} at element {i}; renorm does not prune non-finite weights",
-                        t.weight, values[i]
+                        "weight '{}' {what}; renorm does not prune non-finite weights \
+                         (prune --allow-nonfinite passes them through unpruned)",
+                        t.weight
                     ),
-                ));
+                )),
+                None => Ok(l),
             }
-            Ok(Loaded { target: t.clone(), tensor, raw, values })
         })
-        .collect()
+        .collect();
+    all.into_iter().collect()
+}
+
+/// Reads every target's weights (in parallel); a target holding NaN or infinite values is not
+/// loaded but returned as skipped (`--allow-nonfinite`), its payload left as it is.
+pub fn load_passing_non_finite<'m>(model: &'m Model, plan: &Plan) -> Result<(Vec<Loaded<'m>>, Vec<Skipped>)> {
+    let all: Vec<Result<Loaded>> = plan.targets.par_iter().map(|t| load_one(model, t)).collect();
+    let all: Vec<Loaded> = all.into_iter().collect::<Result<_>>()?;
+    let (mut loaded, mut skipped) = (Vec::new(), Vec::new());
+    for l in all {
+        match non_finite(&l) {
+            Some(what) => skipped.push(Skipped {
+                node: l.target.node_label(),
+                weight: l.target.weight.clone(),
+                reason: format!("{what}; passed through unpruned (--allow-nonfinite)"),
+            }),
+            None => loaded.push(l),
+        }
+    }
+    Ok((loaded, skipped))
 }
 
 /// Masks for every target.
@@ -243,7 +289,28 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
     if let (Some(spec), Some(p)) = (&opts.calib, &calib) {
         check_finite(&spec.data, p)?;
     }
-    let mut loaded = load(&model, &plan)?;
+    let (mut loaded, passed) = if opts.allow_nonfinite {
+        load_passing_non_finite(&model, &plan)?
+    } else {
+        (load(&model, &plan)?, Vec::new())
+    };
+    // Targets' payloads are checked as they load; this checks every other external tensor.
+    checks::check_external(&model)?;
+    if loaded.is_empty() {
+        return Err(nothing_to_prune(&model, &[plan.skipped.as_slice(), &passed].concat()));
+    }
+    if let (Some(s), true) = (passed.first(), calib.is_some()) {
+        return Err(Error::model(
+            &model.path,
+            format!(
+                "weight '{}' {}: --renorm {} runs the model, and every value past that weight would be \
+                 non-finite; --allow-nonfinite works with --renorm none, l1 or l2",
+                s.weight,
+                s.reason.split(';').next().unwrap_or_default(),
+                opts.renorm.name()
+            ),
+        ));
+    }
     let mut selections = select(&loaded, opts.selector);
     let mut scales: Vec<Vec<Option<f64>>> =
         loaded.par_iter_mut().zip(&selections).map(|(l, sel)| apply(l, &sel.keep, opts.renorm)).collect();
@@ -275,7 +342,7 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
         output: output.display().to_string(),
         method: opts.method(),
         targets,
-        skipped: plan.skipped.clone(),
+        skipped: [plan.skipped.as_slice(), &passed].concat(),
         totals: Totals::of(params, pruned),
         size: SizeChange::default(),
         validation: None,
@@ -283,6 +350,7 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
     let mut changed: Vec<(&Tensor, FloatType, Vec<u8>)> =
         loaded.into_iter().map(|l| (l.tensor, l.target.dtype, l.raw)).collect();
     changed.append(&mut bias_changed);
+    write::remove_stale(output);
     write_output(&model, output, changed, edits, &metadata_value(&report))?;
     report.size = SizeChange { before: sizes::measure(input)?, after: sizes::measure(output)? };
     if let Some(prepared) = &validation {
@@ -345,83 +413,4 @@ fn metadata_value(r: &PruneReport) -> String {
         "params": r.totals.params,
     })
     .to_string()
-}
-
-/// Writes the output model (and new external-data files) with the changed payloads.
-pub fn write_output(
-    model: &Model,
-    output: &Path,
-    changed: Vec<(&Tensor, FloatType, Vec<u8>)>,
-    extra: Vec<Edit>,
-    meta: &str,
-) -> Result<()> {
-    let mut edits: Vec<Edit> = extra;
-    let mut external_payloads = Vec::new();
-    for (tensor, ty, raw) in changed {
-        match &tensor.payload {
-            Payload::External(ext) => external_payloads.push((ext, raw)),
-            _ => edits.extend(write::payload_edit(model, tensor, ty, raw)),
-        }
-    }
-    // Every external tensor moves to the output's data file(s), targets or not.
-    let all_external = external_tensors(model);
-    let mut locations: Vec<String> = Vec::new();
-    for ext in &all_external {
-        if !locations.contains(&ext.location) {
-            locations.push(ext.location.clone());
-        }
-    }
-    let mut data_files: Vec<DataFileOut> = external::plan_outputs(model, output, &locations)?;
-    for ext in &all_external {
-        let i = locations.iter().position(|l| *l == ext.location).expect("listed");
-        edits.push(Edit {
-            range: ext.location_value.clone(),
-            bytes: data_files[i].location.clone().into_bytes(),
-            nests: ext.location_nests.clone(),
-        });
-    }
-    for (ext, raw) in external_payloads {
-        let i = locations.iter().position(|l| *l == ext.location).expect("listed");
-        data_files[i].patches.push((ext.offset..ext.offset + raw.len() as u64, raw));
-    }
-    for f in &mut data_files {
-        f.patches.sort_by_key(|(r, _)| r.start);
-        if f.dest.exists() && f.dest.canonicalize().ok() == f.source.canonicalize().ok() {
-            return Err(Error::Usage(format!(
-                "output data file '{}' would overwrite the input's external data; choose another -o",
-                f.dest.display()
-            )));
-        }
-    }
-    edits.push(write::metadata_edit(model, METADATA_KEY, meta));
-    let replacements = write::resolve(edits);
-
-    let mut pending: BTreeMap<usize, AtomicFile> = BTreeMap::new();
-    for (i, f) in data_files.iter().enumerate() {
-        let mut file = AtomicFile::new(&f.dest)?;
-        file.fill(|w| external::copy_patched(f, w))?;
-        pending.insert(i, file);
-    }
-    let mut main = AtomicFile::new(output)?;
-    main.fill(|w| write::write_patched(w, &model.bytes, &replacements))?;
-    for (i, file) in pending {
-        file.commit(&data_files[i].source)?;
-    }
-    main.commit(&model.path)
-}
-
-/// Every tensor of the main graph stored as external data (initializers and Constant values).
-fn external_tensors(model: &Model) -> Vec<&crate::onnx::model::External> {
-    let constants =
-        model.graph.nodes.iter().flat_map(|n| n.attributes.iter().filter_map(|a| a.tensor.as_ref()));
-    model
-        .graph
-        .initializers
-        .iter()
-        .chain(constants)
-        .filter_map(|t| match &t.payload {
-            Payload::External(e) => Some(e),
-            _ => None,
-        })
-        .collect()
 }

@@ -1,0 +1,88 @@
+//! Writing the output: the input's bytes with the changed payloads (and any added tensors and nodes),
+//! every external data file copied beside the output with its patches, all atomically.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{checks, METADATA_KEY};
+use crate::error::{Error, Result};
+use crate::onnx::external::{self, DataFileOut};
+use crate::onnx::model::{Model, Payload, Tensor};
+use crate::onnx::tensor::FloatType;
+use crate::onnx::write::{self, AtomicFile, Edit};
+
+/// Writes the output model (and new external-data files) with the changed payloads.
+pub fn write_output(
+    model: &Model,
+    output: &Path,
+    changed: Vec<(&Tensor, FloatType, Vec<u8>)>,
+    extra: Vec<Edit>,
+    meta: &str,
+) -> Result<()> {
+    let mut edits: Vec<Edit> = extra;
+    let mut external_payloads = Vec::new();
+    for (tensor, ty, raw) in changed {
+        match &tensor.payload {
+            Payload::External(ext) => external_payloads.push((ext, raw)),
+            _ => edits.extend(write::payload_edit(model, tensor, ty, raw)),
+        }
+    }
+    // Every external tensor moves to the output's data file(s), targets or not.
+    let all_external = external_tensors(model);
+    let mut locations: Vec<String> = Vec::new();
+    for ext in &all_external {
+        if !locations.contains(&ext.location) {
+            locations.push(ext.location.clone());
+        }
+    }
+    let mut data_files: Vec<DataFileOut> = external::plan_outputs(model, output, &locations)?;
+    for ext in &all_external {
+        let i = locations.iter().position(|l| *l == ext.location).expect("listed");
+        edits.push(Edit {
+            range: ext.location_value.clone(),
+            bytes: data_files[i].location.clone().into_bytes(),
+            nests: ext.location_nests.clone(),
+        });
+    }
+    for (ext, raw) in external_payloads {
+        let i = locations.iter().position(|l| *l == ext.location).expect("listed");
+        data_files[i].patches.push((ext.offset..ext.offset + raw.len() as u64, raw));
+    }
+    for f in &mut data_files {
+        f.patches.sort_by_key(|(r, _)| r.start);
+        if f.dest.exists() && f.dest.canonicalize().ok() == f.source.canonicalize().ok() {
+            return Err(Error::Usage(format!(
+                "output data file '{}' would overwrite the input's external data; choose another -o",
+                f.dest.display()
+            )));
+        }
+    }
+    edits.push(write::metadata_edit(model, METADATA_KEY, meta));
+    let replacements = write::resolve(edits);
+
+    let mut pending: BTreeMap<usize, AtomicFile> = BTreeMap::new();
+    for (i, f) in data_files.iter().enumerate() {
+        let mut file = AtomicFile::new(&f.dest)?;
+        file.fill(|w| external::copy_patched(f, w))?;
+        pending.insert(i, file);
+    }
+    let mut main = AtomicFile::new(output)?;
+    main.fill(|w| write::write_patched(w, &model.bytes, &replacements))?;
+    if !pending.is_empty() {
+        // An existing output (--force) goes before the new data files come: a kill between the renames
+        // must not leave a model reading data files that are not its own.
+        match std::fs::remove_file(output) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(output, e)),
+            _ => {}
+        }
+    }
+    for (i, file) in pending {
+        file.commit(&data_files[i].source)?;
+    }
+    main.commit(&model.path)
+}
+
+/// Every tensor of the main graph stored as external data (initializers and Constant values).
+fn external_tensors(model: &Model) -> Vec<&crate::onnx::model::External> {
+    checks::named_external_tensors(model).into_iter().map(|(_, e)| e).collect()
+}
