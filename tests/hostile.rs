@@ -1158,3 +1158,54 @@ fn of_several_bad_weights_the_first_in_graph_order_is_named_whatever_the_thread_
         assert!(stderr.contains("weight 'W0' holds NaN at element 262143"), "{threads} threads: {stderr}");
     }
 }
+
+#[test]
+fn subgraphs_nested_deeper_than_the_limit_are_refused_without_recursing_further() {
+    // If nodes whose then_branch holds another If, 2 000 levels deep: past the reader's limit (64), a
+    // reader recursing without one would go as deep as the file says.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = case_dir(tmp.path(), "deep");
+    let path = dir.join("deep.onnx");
+    std::fs::write(&path, deep_model_bytes(2_000)).unwrap();
+    refused(&path, &[], &["nested"]);
+}
+
+/// A ModelProto (ir_version 8, opset 17) whose graph holds an If node nested `levels` deep through
+/// `then_branch` graph attributes, written field by field.
+fn deep_model_bytes(levels: usize) -> Vec<u8> {
+    fn field(number: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        varint(&mut out, u64::from(number << 3 | 2));
+        varint(&mut out, body.len() as u64);
+        out.extend_from_slice(body);
+        out
+    }
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    // GraphProto { name: "leaf" }
+    let mut graph = field(2, b"leaf");
+    for _ in 0..levels {
+        // AttributeProto { name: "then_branch" (1), g (6), type GRAPH = 5 (20) }
+        let mut attr = field(1, b"then_branch");
+        attr.extend(field(6, &graph));
+        attr.extend([20 << 3, 5]);
+        // NodeProto { input "cond" (1), output "o" (2), op_type "If" (4), attribute (5) }
+        let mut node = field(1, b"cond");
+        node.extend(field(2, b"o"));
+        node.extend(field(4, b"If"));
+        node.extend(field(5, &attr));
+        // GraphProto { node (1), name (2) }
+        graph = field(1, &node);
+        graph.extend(field(2, b"g"));
+    }
+    // ModelProto { ir_version 8 (1), graph (7), opset_import { version 17 } (8) }
+    let mut model = vec![1 << 3, 8];
+    model.extend(field(7, &graph));
+    model.extend(field(8, &[2 << 3, 17]));
+    model
+}
