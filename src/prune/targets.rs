@@ -181,6 +181,11 @@ pub fn plan(graph: &Graph, filter: &Filter) -> Plan {
             plan.skipped.push(skip(format!("{kind} weight ({}) is not pruned", type_name(tensor.data_type))));
             continue;
         };
+        // Nothing to prune, and its other dims could announce any number of output units to loop over.
+        if tensor.element_count() == Some(0) {
+            plan.skipped.push(skip(format!("it has no elements (dims {:?})", tensor.dims)));
+            continue;
+        }
         let shape: Vec<usize> = tensor.dims.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect();
         let found = if through { Ok(transposed_layout(&shape)) } else { layout(node, &shape) };
         let layout = match found {
@@ -345,8 +350,11 @@ pub fn storage(source: Source, tensor: &Tensor) -> &'static str {
 }
 
 /// The (unit x fan-in) layout of `node`'s weight of `shape` (design.md §2), or why it has none.
+///
+/// Products saturate: dims whose element count overflows (as a hostile file's may) give a layout that
+/// is never used, because reading the payload refuses those dims (`payload::read`).
 pub fn layout(node: &crate::onnx::model::Node, shape: &[usize]) -> Result<Layout, String> {
-    let kernel = |s: &[usize]| s.iter().product::<usize>();
+    let kernel = |s: &[usize]| s.iter().fold(1usize, |a, d| a.saturating_mul(*d));
     match node.op_type.as_str() {
         "Gemm" => {
             let &[a, b] = shape else {
@@ -378,10 +386,10 @@ pub fn layout(node: &crate::onnx::model::Node, shape: &[usize]) -> Result<Layout
                 cols: 1,
             }),
             [batch @ .., k, n] => Ok(Layout {
-                units: kernel(batch) * n,
+                units: kernel(batch).saturating_mul(*n),
                 inner_units: (*n).max(1),
                 inner_stride: 1,
-                outer_stride: k * n,
+                outer_stride: k.saturating_mul(*n),
                 rows: *k,
                 row_stride: *n,
                 cols: 1,
@@ -402,7 +410,7 @@ pub fn layout(node: &crate::onnx::model::Node, shape: &[usize]) -> Result<Layout
                 Ok(Layout {
                     units: m,
                     inner_units: m.max(1),
-                    inner_stride: shape[1] * kk,
+                    inner_stride: shape[1].saturating_mul(kk),
                     outer_stride: 0,
                     rows: shape[1],
                     row_stride: kk,
@@ -411,12 +419,12 @@ pub fn layout(node: &crate::onnx::model::Node, shape: &[usize]) -> Result<Layout
             } else {
                 let (cg, mg) = (shape[0] / g, shape[1]);
                 Ok(Layout {
-                    units: g * mg,
+                    units: g.saturating_mul(mg),
                     inner_units: mg.max(1),
                     inner_stride: kk,
-                    outer_stride: cg * mg * kk,
+                    outer_stride: kernel(&[cg, mg, kk]),
                     rows: cg,
-                    row_stride: mg * kk,
+                    row_stride: mg.saturating_mul(kk),
                     cols: kk,
                 })
             }
