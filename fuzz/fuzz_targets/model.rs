@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     for l in &loaded {
         assert_eq!(l.values.len(), l.target.params(), "{}", l.target.weight);
     }
-    // Every selector on the same weights, then the one prune applies by default.
+    // Every selector on the same weights; the last one's masks are then applied with l2.
     let selectors = [
         Selector::Sparsity { sparsity: 0.5, scope: Scope::Global },
         Selector::Sparsity { sparsity: 0.9, scope: Scope::Layer },

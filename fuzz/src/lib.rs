@@ -20,8 +20,7 @@ pub fn write(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-/// The contract of every reader: a clean error that names the file (never an I/O error about
-/// anything but the input itself, which always exists here).
+/// What a reader's error must be: a message that names the input file.
 pub fn check_error(path: &Path, e: &Error) {
     let message = e.to_string();
     assert!(!message.is_empty());
