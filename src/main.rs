@@ -115,6 +115,7 @@ fn prune_options(m: &MethodArgs, t: &TargetArgs, c: &CalibArgs, batch: usize) ->
         calib: calib_spec(c, batch),
         refit: RefitOptions { steps: c.refit_steps, ridge: c.ridge },
         allow_nonfinite: m.allow_nonfinite,
+        engine: Default::default(),
         ..Default::default()
     })
 }

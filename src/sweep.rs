@@ -110,6 +110,7 @@ pub fn run(
             refit: opts.refit,
             validation: None,
             allow_nonfinite: false,
+            engine: Default::default(),
         };
         let pruned = prune_job::prune_file(model, &path, &prune_opts)?;
         let validation = validate::run_against(&original, &path, &prepared);

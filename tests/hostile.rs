@@ -439,8 +439,13 @@ fn external_data_that_escapes_or_is_broken() {
         ("offset-overflow", "w.bin".into(), Some(u64::MAX - 8), Some(96), "too short"),
         ("wrong-length", "w.bin".into(), None, Some(50), "holds 50 bytes but its dims need 96"),
         ("long", "long.bin".into(), None, None, "holds 120 bytes but its dims need 96"),
-        // The OS refuses to read it: the message names the data file (not the model).
-        ("a-folder", "folder.bin".into(), None, Some(96), "folder.bin: Is a directory"),
+        (
+            "a-folder",
+            "folder.bin".into(),
+            None,
+            Some(96),
+            "external data location 'folder.bin' is not a regular file",
+        ),
     ];
     #[cfg(unix)]
     {

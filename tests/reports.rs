@@ -46,7 +46,7 @@ fn point(sparsity: f64, scope: &str, renorm: &str, labelled: bool, metric: Optio
         scope: scope.into(),
         renorm: renorm.into(),
         achieved_sparsity: sparsity - 0.001,
-        size: Sizes { raw: 1_234_567, zstd: (1_100_000.0 * (1.0 - sparsity / 2.0)) as u64 },
+        size: Sizes { raw: 1_234_567, zstd: (1_100_000.0 * (1.0 - sparsity / 2.0)) as u64, estimated: false },
         validation,
     }
 }
@@ -67,7 +67,10 @@ fn labelled() -> SweepReport {
     SweepReport {
         model: MODEL.into(),
         metric: "accuracy".into(),
-        dense: DensePoint { accuracy: Some(0.984), size: Sizes { raw: 1_234_567, zstd: 1_100_000 } },
+        dense: DensePoint {
+            accuracy: Some(0.984),
+            size: Sizes { raw: 1_234_567, zstd: 1_100_000, estimated: false },
+        },
         points,
     }
 }
@@ -92,7 +95,10 @@ fn unlabelled() -> SweepReport {
     SweepReport {
         model: "mlp.onnx".into(),
         metric: "top1_agreement".into(),
-        dense: DensePoint { accuracy: None, size: Sizes { raw: 1_234_567, zstd: 1_100_000 } },
+        dense: DensePoint {
+            accuracy: None,
+            size: Sizes { raw: 1_234_567, zstd: 1_100_000, estimated: false },
+        },
         points,
     }
 }
@@ -118,8 +124,8 @@ fn expected_series(r: &SweepReport, with_scope: bool) -> Vec<(String, Vec<(f64, 
 
 fn batch_report() -> BatchReport {
     let size = |after_zstd| SizeChange {
-        before: Sizes { raw: 1_234_567, zstd: 1_100_000 },
-        after: Sizes { raw: 1_234_567, zstd: after_zstd },
+        before: Sizes { raw: 1_234_567, zstd: 1_100_000, estimated: false },
+        after: Sizes { raw: 1_234_567, zstd: after_zstd, estimated: false },
     };
     let entry = |model: &str, status: &str| BatchEntry {
         model: model.into(),

@@ -128,7 +128,10 @@ mod tests {
             params: 10,
             pruned: 7,
             sparsity: 0.7,
-            size: SizeChange { before: Sizes { raw: 5, zstd: 4 }, after: Sizes { raw: 5, zstd: 3 } },
+            size: SizeChange {
+                before: Sizes { raw: 5, zstd: 4, estimated: false },
+                after: Sizes { raw: 5, zstd: 3, estimated: false },
+            },
             validation: Some(validation),
         };
         let text = serde_json::to_string_pretty(&serde_json::json!({"batch": {"figures": f}})).unwrap();

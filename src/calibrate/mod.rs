@@ -19,6 +19,7 @@ use crate::onnx::model::{Model, Node, Tensor};
 use crate::onnx::payload;
 use crate::onnx::tensor::{decode_raw, FloatType};
 use crate::onnx::write::Edit;
+use crate::onnx::write::Patch;
 use crate::prune::renorm::Renorm;
 use crate::prune::targets::{self, Source};
 use crate::prune_job::{self, Loaded};
@@ -115,7 +116,15 @@ impl State<'_> {
     pub fn measure(&self, loaded: &[Loaded], calib: &Prepared, names: &[String]) -> Result<Vec<Array>> {
         let (changed, edits) = bias_changes(self.model, loaded, &self.sites, &self.biases)?;
         let weights = loaded.iter().map(|l| (l.tensor, l.target.dtype, l.raw.clone()));
-        prune_job::write_output(self.model, &self.candidate, weights.chain(changed).collect(), edits, "{}")?;
+        let changed = weights.chain(changed).map(|(t, ty, raw)| (t, ty, Patch::Bytes(raw))).collect();
+        prune_job::write_output(
+            self.model,
+            &self.candidate,
+            changed,
+            edits,
+            "{}",
+            &prune_job::nothing_deferred,
+        )?;
         validate::run_values(&self.candidate, calib, names).map_err(|e| {
             let why =
                 e.to_string().replace(&self.candidate.display().to_string(), "the partly calibrated model");

@@ -5,7 +5,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::onnx::file_bytes::FileBytes;
 use crate::onnx::model::{External, Model};
+use crate::onnx::write::{Patch, Patches, Produce};
 
 /// Resolves `location` against the model's folder. Absolute paths, `..`, and symlinks that lead out
 /// of the folder are refused: a model must not make renorm read files elsewhere.
@@ -46,11 +48,43 @@ pub fn read(
     ext: &External,
     expected: usize,
 ) -> Result<Vec<u8>> {
+    let (path, mut file) = open_checked(model_path, folder, tensor, ext, expected)?;
+    let mut buf = vec![0u8; expected];
+    file.seek(SeekFrom::Start(ext.offset)).map_err(|e| Error::io(&path, e))?;
+    file.read_exact(&mut buf).map_err(|e| Error::io(&path, e))?;
+    Ok(buf)
+}
+
+/// Maps exactly `expected` bytes of a tensor's external data read-only: only the pages read become
+/// resident, and they are released when the map is dropped.
+pub fn map(
+    model_path: &Path,
+    folder: &Path,
+    tensor: &str,
+    ext: &External,
+    expected: usize,
+) -> Result<FileBytes> {
+    let (path, file) = open_checked(model_path, folder, tensor, ext, expected)?;
+    FileBytes::map_range(&path, &file, ext.offset, expected)
+}
+
+/// Opens a tensor's external data file after checking that it holds `expected` bytes at its offset.
+fn open_checked(
+    model_path: &Path,
+    folder: &Path,
+    tensor: &str,
+    ext: &External,
+    expected: usize,
+) -> Result<(PathBuf, File)> {
     let path = resolve(model_path, folder, tensor, &ext.location)?;
-    let mut file = File::open(&path).map_err(|e| Error::io(&path, e))?;
-    let size = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-    let length = ext.length.unwrap_or(size.saturating_sub(ext.offset));
+    let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
     let short = |what: String| Error::model(model_path, format!("tensor '{tensor}': {what}"));
+    if !meta.is_file() {
+        return Err(short(format!("external data location '{}' is not a regular file", ext.location)));
+    }
+    let size = meta.len();
+    let length = ext.length.unwrap_or(size.saturating_sub(ext.offset));
     if length != expected as u64 {
         return Err(short(format!(
             "external data holds {length} bytes but its dims need {expected} (in '{}')",
@@ -63,10 +97,7 @@ pub fn read(
             ext.location, ext.offset
         )));
     }
-    let mut buf = vec![0u8; expected];
-    file.seek(SeekFrom::Start(ext.offset)).map_err(|e| Error::io(&path, e))?;
-    file.read_exact(&mut buf).map_err(|e| Error::io(&path, e))?;
-    Ok(buf)
+    Ok((path, file))
 }
 
 /// A new external-data file for the output: the source file copied with some byte ranges replaced.
@@ -76,7 +107,7 @@ pub struct DataFileOut {
     pub dest: PathBuf,
     /// New location string written into the model (relative to the output's folder).
     pub location: String,
-    pub patches: Vec<(std::ops::Range<u64>, Vec<u8>)>,
+    pub patches: Vec<(std::ops::Range<u64>, Patch)>,
 }
 
 /// Names the output's data file(s): `<output file name>.data`, or `.<i>.data` when the input spreads
@@ -98,12 +129,17 @@ pub fn plan_outputs(model: &Model, output: &Path, locations: &[String]) -> Resul
 }
 
 /// Copies `file.source` to `w` with `file.patches` (sorted, non-overlapping) applied, in 1 MiB chunks.
-pub fn copy_patched(file: &DataFileOut, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+pub fn copy_patched(
+    file: &DataFileOut,
+    w: &mut (dyn std::io::Write + Send),
+    produce: Produce,
+) -> std::io::Result<()> {
     let mut src = std::io::BufReader::with_capacity(1 << 20, File::open(&file.source)?);
+    let mut patches = Patches::new(file.patches.iter().map(|(_, p)| p), produce);
     let mut pos = 0u64;
-    for (range, bytes) in &file.patches {
+    for (range, patch) in &file.patches {
         std::io::copy(&mut (&mut src).take(range.start - pos), w)?;
-        w.write_all(bytes)?;
+        patches.write(w, patch)?;
         src.seek_relative((range.end - range.start) as i64)?;
         pos = range.end;
     }

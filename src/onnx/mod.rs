@@ -1,6 +1,7 @@
 //! Reading and writing ONNX files, nothing about pruning.
 
 pub mod external;
+pub mod file_bytes;
 pub mod graph_edit;
 pub mod model;
 pub mod payload;

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, FormatError, Result};
+use crate::onnx::file_bytes::FileBytes;
 use crate::onnx::wire::{self, fields, Field, Value};
 
 /// Nested messages deeper than this are refused (a hostile file could otherwise recurse without end).
@@ -165,11 +166,11 @@ pub struct MetadataEntry {
     pub field: Range<usize>,
 }
 
-/// An ONNX file held in memory with its decoded view.
+/// An ONNX file (mapped, or in memory) with its decoded view.
 #[derive(Debug)]
 pub struct Model {
     pub path: PathBuf,
-    pub bytes: Vec<u8>,
+    pub bytes: FileBytes,
     pub ir_version: Option<i64>,
     pub graph: Graph,
     pub metadata: Vec<MetadataEntry>,
@@ -178,12 +179,15 @@ pub struct Model {
 impl Model {
     /// Reads and decodes the model at `path`.
     pub fn open(path: &Path) -> Result<Model> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        Model::from_bytes(path, bytes)
+        Model::from_file_bytes(path, FileBytes::map(path)?)
     }
 
     /// Decodes `bytes`; `path` names the model in messages and anchors external data.
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Model> {
+        Model::from_file_bytes(path, FileBytes::Owned(bytes))
+    }
+
+    fn from_file_bytes(path: &Path, bytes: FileBytes) -> Result<Model> {
         let format = |source: FormatError| Error::Format { path: path.to_path_buf(), source };
         if bytes.is_empty() {
             return Err(format(FormatError::at(0, "the file is empty")));

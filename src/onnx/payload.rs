@@ -2,12 +2,41 @@
 //! external file), checked against what the dims say.
 
 use crate::error::{Error, Result};
+use crate::onnx::file_bytes::FileBytes;
 use crate::onnx::model::{Model, Payload, Tensor};
 use crate::onnx::tensor::{self, FloatType};
 use crate::onnx::wire::{self, Value};
 
+/// A payload's raw little-endian bytes: borrowed from the model file, or mapped from its external data
+/// file, or decoded from a typed field.
+pub enum View<'m> {
+    InFile(&'m [u8]),
+    Loaded(FileBytes),
+}
+
+impl std::ops::Deref for View<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            View::InFile(b) => b,
+            View::Loaded(b) => b,
+        }
+    }
+}
+
 /// Reads the elements of `t` (of float type `ty`) as raw little-endian bytes.
 pub fn read(model: &Model, t: &Tensor, ty: FloatType) -> Result<Vec<u8>> {
+    Ok(match view(model, t, ty)? {
+        View::InFile(b) => b.to_vec(),
+        View::Loaded(FileBytes::Owned(v)) => v,
+        View::Loaded(b) => b.to_vec(),
+    })
+}
+
+/// The elements of `t` (of float type `ty`) as raw little-endian bytes, copied only when they are in a
+/// typed field; checked against the dims as `read` does.
+pub fn view<'m>(model: &'m Model, t: &Tensor, ty: FloatType) -> Result<View<'m>> {
     let name = &t.name;
     let count = t.element_count().ok_or_else(|| {
         Error::model(&model.path, format!("tensor '{name}': dims {:?} are negative or overflow", t.dims))
@@ -26,14 +55,14 @@ pub fn read(model: &Model, t: &Tensor, ty: FloatType) -> Result<Vec<u8>> {
             if range.len() != expected {
                 return Err(mismatch(range.len() / ty.size()));
             }
-            Ok(model.bytes[range.clone()].to_vec())
+            Ok(View::InFile(&model.bytes[range.clone()]))
         }
         Payload::External(ext) => {
-            crate::onnx::external::read(&model.path, &model.folder(), name, ext, expected)
+            crate::onnx::external::map(&model.path, &model.folder(), name, ext, expected).map(View::Loaded)
         }
         Payload::Missing => {
             if count == 0 {
-                Ok(Vec::new())
+                Ok(View::Loaded(FileBytes::Owned(Vec::new())))
             } else {
                 Err(mismatch(0))
             }
@@ -70,7 +99,7 @@ pub fn read(model: &Model, t: &Tensor, ty: FloatType) -> Result<Vec<u8>> {
             if have != count {
                 return Err(mismatch(have));
             }
-            Ok(tensor::typed_to_raw(ty, &f32s, &varints, &f64s))
+            Ok(View::Loaded(FileBytes::Owned(tensor::typed_to_raw(ty, &f32s, &varints, &f64s))))
         }
     }
 }

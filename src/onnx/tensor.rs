@@ -73,7 +73,14 @@ impl FloatType {
         }
     }
 
+    /// One element as the f32 that selection and scales see (`decode_raw`).
+    #[inline]
+    pub fn value(self, b: &[u8]) -> f32 {
+        self.decode(b) as f32
+    }
+
     /// Decodes one element from its raw little-endian bytes.
+    #[inline]
     fn decode(self, b: &[u8]) -> f64 {
         match self {
             FloatType::F32 => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
@@ -125,7 +132,7 @@ fn zero_sign(v: f32, keep: bool) -> f32 {
 /// Decodes a little-endian raw payload into f32 values (f64 is narrowed: selection and scales are
 /// computed in f32/f64 as design.md §4 says; the stored values are rescaled in their own precision).
 pub fn decode_raw(ty: FloatType, raw: &[u8]) -> Vec<f32> {
-    raw.chunks_exact(ty.size()).map(|b| ty.decode(b) as f32).collect()
+    raw.chunks_exact(ty.size()).map(|b| ty.value(b)).collect()
 }
 
 /// Converts a typed-field payload (float_data / int32_data / double_data) to the raw little-endian

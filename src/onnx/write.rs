@@ -99,19 +99,80 @@ pub fn resolve(mut edits: Vec<Edit>) -> Vec<(Range<usize>, Vec<u8>)> {
     out
 }
 
-/// Streams `source` with `replacements` applied to `w`.
+/// New bytes for a range of a file: given, or produced when the writer reaches the range (a pruned
+/// payload of the same length, computed then so that only one is in memory at a time).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Patch {
+    Bytes(Vec<u8>),
+    Deferred(usize),
+}
+
+/// Makes the bytes of `Patch::Deferred(i)` into the buffer (cleared first).
+pub type Produce<'a> = &'a (dyn Fn(usize, &mut Vec<u8>) -> std::io::Result<()> + Sync);
+
+/// Streams `source` with `replacements` (sorted, non-overlapping) applied to `w`.
 pub fn write_patched(
-    w: &mut dyn Write,
+    w: &mut (dyn Write + Send),
     source: &[u8],
-    replacements: &[(Range<usize>, Vec<u8>)],
+    replacements: &[(Range<usize>, Patch)],
+    produce: Produce,
 ) -> std::io::Result<()> {
+    let mut patches = Patches::new(replacements.iter().map(|(_, p)| p), produce);
     let mut pos = 0;
-    for (range, bytes) in replacements {
+    for (range, patch) in replacements {
         w.write_all(&source[pos..range.start])?;
-        w.write_all(bytes)?;
+        patches.write(w, patch)?;
         pos = range.end;
     }
     w.write_all(&source[pos..])
+}
+
+/// Writes patches in order; while one deferred patch is written, the next is made (on the other
+/// threads), so computing and writing overlap. Two buffers, reused: memory is twice the largest patch.
+pub struct Patches<'a> {
+    deferred: std::collections::VecDeque<usize>,
+    ready: Option<Vec<u8>>,
+    spare: Vec<u8>,
+    produce: Produce<'a>,
+}
+
+impl<'a> Patches<'a> {
+    pub fn new<'p>(order: impl Iterator<Item = &'p Patch>, produce: Produce<'a>) -> Patches<'a> {
+        let deferred =
+            order.filter_map(|p| if let Patch::Deferred(i) = p { Some(*i) } else { None }).collect();
+        Patches { deferred, ready: None, spare: Vec::new(), produce }
+    }
+
+    /// Writes `patch`, the next in the order given to `new`.
+    pub fn write(&mut self, w: &mut (dyn Write + Send), patch: &Patch) -> std::io::Result<()> {
+        let Patch::Deferred(i) = patch else {
+            let Patch::Bytes(bytes) = patch else { unreachable!() };
+            return w.write_all(bytes);
+        };
+        debug_assert_eq!(self.deferred.front(), Some(i));
+        self.deferred.pop_front();
+        let current = match self.ready.take() {
+            Some(b) => b,
+            None => {
+                let mut b = std::mem::take(&mut self.spare);
+                (self.produce)(*i, &mut b)?;
+                b
+            }
+        };
+        let produce = self.produce;
+        match self.deferred.front().copied() {
+            Some(next) => {
+                let mut buf = std::mem::take(&mut self.spare);
+                let (written, made) =
+                    rayon::join(|| w.write_all(&current), || produce(next, &mut buf).map(|_| buf));
+                written?;
+                self.ready = Some(made?);
+            }
+            None => w.write_all(&current)?,
+        }
+        self.spare = current;
+        Ok(())
+    }
 }
 
 /// A file being written beside its destination; it appears there only on `commit`, and vanishes if
@@ -142,7 +203,7 @@ impl AtomicFile {
     }
 
     /// Writes the whole content with `fill`.
-    pub fn fill(&mut self, fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
+    pub fn fill(&mut self, fill: impl FnOnce(&mut (dyn Write + Send)) -> std::io::Result<()>) -> Result<()> {
         let mut w = BufWriter::with_capacity(1 << 20, self.temp.as_file_mut());
         fill(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(&self.dest, e))
     }

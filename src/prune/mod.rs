@@ -1,5 +1,7 @@
 //! The method, on plain arrays: which weights are targets, masks, and scales. No file formats here.
 
+pub mod cut;
+pub mod grid;
 pub mod renorm;
 pub mod select;
 pub mod targets;

@@ -36,26 +36,38 @@ pub fn scales(values: &[f32], keep: &[bool], layout: &Layout, method: Renorm) ->
         .map(|u| {
             let (mut full, mut kept) = (0f64, 0f64);
             for i in layout.unit_indices(u) {
-                let w = f64::from(values[i]);
-                let m = match method {
-                    Renorm::L1 | Renorm::None | Renorm::Stats | Renorm::Refit => w.abs(),
-                    Renorm::L2 => w * w,
-                };
+                let m = magnitude(values[i], method);
                 full += m;
                 if keep[i] {
                     kept += m;
                 }
             }
-            if kept == 0.0 {
-                return None;
-            }
-            Some(match method {
-                Renorm::None | Renorm::Stats | Renorm::Refit => 1.0,
-                Renorm::L1 => full / kept,
-                Renorm::L2 => (full / kept).sqrt(),
-            })
+            unit_scale(full, kept, method)
         })
         .collect()
+}
+
+/// What a weight adds to its unit's norm: |w| (l1, and the statistics of the other methods) or w².
+#[inline]
+pub fn magnitude(w: f32, method: Renorm) -> f64 {
+    let w = f64::from(w);
+    match method {
+        Renorm::L1 | Renorm::None | Renorm::Stats | Renorm::Refit => w.abs(),
+        Renorm::L2 => w * w,
+    }
+}
+
+/// A unit's scale from the sums of `magnitude` over all its weights and over those kept (summed in
+/// the order of `Layout::unit_indices`).
+pub fn unit_scale(full: f64, kept: f64, method: Renorm) -> Option<f64> {
+    if kept == 0.0 {
+        return None;
+    }
+    Some(match method {
+        Renorm::None | Renorm::Stats | Renorm::Refit => 1.0,
+        Renorm::L1 => full / kept,
+        Renorm::L2 => (full / kept).sqrt(),
+    })
 }
 
 /// min / mean / max of the applied scales (over units that kept a non-zero weight).

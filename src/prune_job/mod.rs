@@ -7,16 +7,17 @@ use rayon::prelude::*;
 
 mod checks;
 mod output;
+pub mod streamed;
 
 pub use checks::check_graph;
-pub use output::write_output;
+pub use output::{nothing_deferred, write_output};
 
 use crate::calibrate::{self, refit::RefitOptions};
 use crate::error::{Error, Result};
 use crate::onnx::model::{Model, Tensor};
 use crate::onnx::payload;
 use crate::onnx::tensor::{decode_raw, FloatType};
-use crate::onnx::write;
+use crate::onnx::write::{self, Patch};
 use crate::prune::renorm::{self, Renorm, ScaleStats};
 use crate::prune::select::{self, Selection, Weights};
 use crate::prune::targets::{self, Filter, Plan, Skipped, Source, Target};
@@ -66,6 +67,19 @@ pub struct PruneOptions {
     pub validation: Option<DataSpec>,
     /// A target holding NaN or infinite values is left unpruned (listed as skipped) instead of refused.
     pub allow_nonfinite: bool,
+    /// How none/l1/l2 prunes are computed (stats and refit always load every target).
+    pub engine: Engine,
+}
+
+/// The two ways to compute a none/l1/l2 prune; they write byte-identical files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// One target in memory at a time, payloads read in place (`streamed`).
+    #[default]
+    Streamed,
+    /// Every target's weights loaded and selected at once (`load`, `select`, `apply`): the plain
+    /// implementation of design.md, kept as the reference the streamed engine is tested against.
+    InMemory,
 }
 
 impl Default for PruneOptions {
@@ -79,6 +93,7 @@ impl Default for PruneOptions {
             refit: RefitOptions::default(),
             validation: None,
             allow_nonfinite: false,
+            engine: Engine::default(),
         }
     }
 }
@@ -132,12 +147,12 @@ pub fn plan(model: &Model, filter: &Filter) -> Result<Plan> {
     check_graph(model)?;
     let plan = targets::plan(&model.graph, filter);
     if plan.targets.is_empty() {
-        return Err(nothing_to_prune(model, &plan.skipped));
+        return Err(nothing_to_prune_error(model, &plan.skipped));
     }
     Ok(plan)
 }
 
-fn nothing_to_prune(model: &Model, skipped: &[Skipped]) -> Error {
+fn nothing_to_prune_error(model: &Model, skipped: &[Skipped]) -> Error {
     let why = match skipped.first() {
         None => "it has no Gemm, Conv, ConvTranspose or MatMul node with a constant float weight".to_string(),
         Some(s) => format!(
@@ -172,7 +187,29 @@ fn load_one<'m>(model: &'m Model, t: &Target) -> Result<Loaded<'m>> {
 /// "holds NaN at element 3" for weights that are not all finite.
 fn non_finite(l: &Loaded) -> Option<String> {
     let i = l.values.iter().position(|v| !v.is_finite())?;
-    Some(format!("holds {} at element {i}", l.values[i]))
+    Some(non_finite_what(l.values[i], i))
+}
+
+fn non_finite_what(value: f32, i: usize) -> String {
+    format!("holds {value} at element {i}")
+}
+
+fn non_finite_error(model: &Model, weight: &str, what: &str) -> Error {
+    Error::model(
+        &model.path,
+        format!(
+            "weight '{weight}' {what}; renorm does not prune non-finite weights \
+             (prune --allow-nonfinite passes them through unpruned)"
+        ),
+    )
+}
+
+fn passed_non_finite(t: &Target, what: &str) -> Skipped {
+    Skipped {
+        node: t.node_label(),
+        weight: t.weight.clone(),
+        reason: format!("{what}; passed through unpruned (--allow-nonfinite)"),
+    }
 }
 
 /// Reads every target's weights (in parallel) and refuses NaN or infinite values. Of several bad
@@ -184,14 +221,7 @@ pub fn load<'m>(model: &'m Model, plan: &Plan) -> Result<Vec<Loaded<'m>>> {
         .map(|t| {
             let l = load_one(model, t)?;
             match non_finite(&l) {
-                Some(what) => Err(Error::model(
-                    &model.path,
-                    format!(
-                        "weight '{}' {what}; renorm does not prune non-finite weights \
-                         (prune --allow-nonfinite passes them through unpruned)",
-                        t.weight
-                    ),
-                )),
+                Some(what) => Err(non_finite_error(model, &t.weight, &what)),
                 None => Ok(l),
             }
         })
@@ -207,11 +237,7 @@ pub fn load_passing_non_finite<'m>(model: &'m Model, plan: &Plan) -> Result<(Vec
     let (mut loaded, mut skipped) = (Vec::new(), Vec::new());
     for l in all {
         match non_finite(&l) {
-            Some(what) => skipped.push(Skipped {
-                node: l.target.node_label(),
-                weight: l.target.weight.clone(),
-                reason: format!("{what}; passed through unpruned (--allow-nonfinite)"),
-            }),
+            Some(what) => skipped.push(passed_non_finite(&l.target, &what)),
             None => loaded.push(l),
         }
     }
@@ -289,15 +315,61 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
     if let (Some(spec), Some(p)) = (&opts.calib, &calib) {
         check_finite(&spec.data, p)?;
     }
+    let mut report = PruneReport {
+        model: input.display().to_string(),
+        output: output.display().to_string(),
+        method: opts.method(),
+        targets: Vec::new(),
+        skipped: Vec::new(),
+        totals: Totals::of(0, 0),
+        size: SizeChange::default(),
+        validation: None,
+    };
+    match (opts.engine, &calib) {
+        (Engine::Streamed, None) => prune_streamed(&model, &plan, output, opts, &mut report)?,
+        _ => prune_in_memory(&model, &plan, output, opts, calib.as_ref(), &mut report)?,
+    }
+    report.size = SizeChange { before: sizes::measure(input)?, after: sizes::measure(output)? };
+    if let Some(prepared) = &validation {
+        report.validation = Some(validate::run(input, output, prepared));
+    }
+    Ok(report)
+}
+
+/// The streamed engine: payloads read in place, one target's output in memory at a time.
+fn prune_streamed(
+    model: &Model,
+    plan: &Plan,
+    output: &Path,
+    opts: &PruneOptions,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let scanned = streamed::scan(model, plan, opts)?;
+    report.skipped = [plan.skipped.as_slice(), &scanned.passed].concat();
+    report.totals = Totals::of(scanned.params(), scanned.pruned());
+    write::remove_stale(output);
+    report.targets = scanned.write(model, output, &metadata_value(report), opts)?;
+    Ok(())
+}
+
+/// The in-memory engine: every target loaded, selected and renormalized at once (and calibrated).
+fn prune_in_memory(
+    model: &Model,
+    plan: &Plan,
+    output: &Path,
+    opts: &PruneOptions,
+    calib: Option<&validate::Prepared>,
+    report: &mut PruneReport,
+) -> Result<()> {
     let (mut loaded, passed) = if opts.allow_nonfinite {
-        load_passing_non_finite(&model, &plan)?
+        load_passing_non_finite(model, plan)?
     } else {
-        (load(&model, &plan)?, Vec::new())
+        (load(model, plan)?, Vec::new())
     };
     // Targets' payloads are checked as they load; this checks every other external tensor.
-    checks::check_external(&model)?;
+    checks::check_external(model)?;
     if loaded.is_empty() {
-        return Err(nothing_to_prune(&model, &[plan.skipped.as_slice(), &passed].concat()));
+        return Err(nothing_to_prune_error(model, &[plan.skipped.as_slice(), &passed].concat()));
     }
     if let (Some(s), true) = (passed.first(), calib.is_some()) {
         return Err(Error::model(
@@ -315,10 +387,10 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
     let mut scales: Vec<Vec<Option<f64>>> =
         loaded.par_iter_mut().zip(&selections).map(|(l, sel)| apply(l, &sel.keep, opts.renorm)).collect();
     let (mut corrections, mut bias_changed, mut edits) = (Vec::new(), Vec::new(), Vec::new());
-    if let Some(calib) = &calib {
+    if let Some(calib) = calib {
         let keeps: Vec<Vec<bool>> = selections.iter().map(|s| s.keep.clone()).collect();
         (corrections, bias_changed, edits) =
-            calibrate::calibrate(&model, &mut loaded, &keeps, calib, opts.renorm, &opts.refit)?;
+            calibrate::calibrate(model, &mut loaded, &keeps, calib, opts.renorm, &opts.refit)?;
         for ((sc, c), sel) in scales.iter_mut().zip(&mut corrections).zip(&mut selections) {
             sc.clone_from(&c.scales);
             if let Some(keep) = c.keep.take() {
@@ -326,8 +398,15 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
             }
         }
     }
-    let mut targets: Vec<TargetReport> =
-        loaded.iter().zip(&selections).zip(&scales).map(|((l, sel), sc)| target_report(l, sel, sc)).collect();
+    let mut targets: Vec<TargetReport> = loaded
+        .iter()
+        .zip(&selections)
+        .zip(&scales)
+        .map(|((l, sel), sc)| {
+            let pruned = sel.keep.iter().filter(|k| !**k).count();
+            target_report(&l.target, l.tensor, l.values.len(), pruned, sc, sel.guarded, sel.dense_tail)
+        })
+        .collect();
     for (t, c) in targets.iter_mut().zip(&corrections) {
         if c.fallback.is_none() {
             t.shift = ScaleStats::of(&c.shifts);
@@ -337,26 +416,17 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
     }
     let params = targets.iter().map(|t| t.params).sum();
     let pruned = targets.iter().map(|t| t.pruned).sum();
-    let mut report = PruneReport {
-        model: input.display().to_string(),
-        output: output.display().to_string(),
-        method: opts.method(),
-        targets,
-        skipped: [plan.skipped.as_slice(), &passed].concat(),
-        totals: Totals::of(params, pruned),
-        size: SizeChange::default(),
-        validation: None,
-    };
-    let mut changed: Vec<(&Tensor, FloatType, Vec<u8>)> =
-        loaded.into_iter().map(|l| (l.tensor, l.target.dtype, l.raw)).collect();
-    changed.append(&mut bias_changed);
+    report.targets = targets;
+    report.skipped = [plan.skipped.as_slice(), &passed].concat();
+    report.totals = Totals::of(params, pruned);
+    let changed: Vec<(&Tensor, FloatType, Patch)> = loaded
+        .into_iter()
+        .map(|l| (l.tensor, l.target.dtype, l.raw))
+        .chain(bias_changed)
+        .map(|(t, ty, raw)| (t, ty, Patch::Bytes(raw)))
+        .collect();
     write::remove_stale(output);
-    write_output(&model, output, changed, edits, &metadata_value(&report))?;
-    report.size = SizeChange { before: sizes::measure(input)?, after: sizes::measure(output)? };
-    if let Some(prepared) = &validation {
-        report.validation = Some(validate::run(input, output, prepared));
-    }
-    Ok(report)
+    write_output(model, output, changed, edits, &metadata_value(report), &nothing_deferred)
 }
 
 /// Calibration fits to the data, so a NaN or infinity in it would spread into the weights: refuse it.
@@ -379,23 +449,28 @@ fn check_finite(path: &Path, p: &validate::Prepared) -> Result<()> {
     Ok(())
 }
 
-fn target_report(l: &Loaded, sel: &Selection, scales: &[Option<f64>]) -> TargetReport {
-    let params = l.values.len();
-    let pruned = sel.keep.iter().filter(|k| !**k).count();
-    let tensor = l.tensor;
+fn target_report(
+    target: &Target,
+    tensor: &Tensor,
+    params: usize,
+    pruned: usize,
+    scales: &[Option<f64>],
+    guarded: bool,
+    dense_tail: usize,
+) -> TargetReport {
     TargetReport {
-        node: l.target.node_label(),
-        op: l.target.op.clone(),
-        weight: l.target.weight.clone(),
-        shape: l.target.shape.clone(),
-        dtype: l.target.dtype.name().to_string(),
-        storage: targets::storage(l.target.source, tensor).to_string(),
+        node: target.node_label(),
+        op: target.op.clone(),
+        weight: target.weight.clone(),
+        shape: target.shape.clone(),
+        dtype: target.dtype.name().to_string(),
+        storage: targets::storage(target.source, tensor).to_string(),
         params,
         pruned,
         sparsity: crate::report::fraction(pruned, params),
         scale: ScaleStats::of(scales),
-        guarded: sel.guarded,
-        dense_tail: sel.dense_tail,
+        guarded,
+        dense_tail,
         shift: None,
         output_error: None,
         note: None,

@@ -2,29 +2,70 @@
 //! every external data file copied beside the output with its patches, all atomically.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::Path;
+use std::sync::Mutex;
 
 use super::{checks, METADATA_KEY};
 use crate::error::{Error, Result};
 use crate::onnx::external::{self, DataFileOut};
 use crate::onnx::model::{Model, Payload, Tensor};
 use crate::onnx::tensor::FloatType;
-use crate::onnx::write::{self, AtomicFile, Edit};
+use crate::onnx::write::{self, AtomicFile, Edit, Patch, Produce};
 
-/// Writes the output model (and new external-data files) with the changed payloads.
+/// Writes the output model (and new external-data files) with the changed payloads. A deferred payload
+/// (same length as the original, in raw_data or external data) is made by `produce` when the writer
+/// reaches it, so payloads are computed and written one at a time.
 pub fn write_output(
     model: &Model,
     output: &Path,
-    changed: Vec<(&Tensor, FloatType, Vec<u8>)>,
+    changed: Vec<(&Tensor, FloatType, Patch)>,
     extra: Vec<Edit>,
     meta: &str,
+    produce: &(dyn Fn(usize, &mut Vec<u8>) -> Result<()> + Sync),
+) -> Result<()> {
+    // The first error of `produce`; the writer sees only that writing stopped.
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let produce_io = |i: usize, buf: &mut Vec<u8>| {
+        produce(i, buf).map_err(|e| {
+            failure.lock().expect("not poisoned").get_or_insert(e);
+            std::io::Error::other("a payload could not be made")
+        })
+    };
+    let written = write_all(model, output, changed, extra, meta, &produce_io);
+    match failure.into_inner().expect("not poisoned") {
+        Some(e) => Err(e),
+        None => written,
+    }
+}
+
+/// Nothing deferred: for callers that pass every payload as bytes.
+pub fn nothing_deferred(_: usize, _: &mut Vec<u8>) -> Result<()> {
+    Err(Error::Usage("internal: no deferred payloads here".to_string()))
+}
+
+fn write_all(
+    model: &Model,
+    output: &Path,
+    changed: Vec<(&Tensor, FloatType, Patch)>,
+    extra: Vec<Edit>,
+    meta: &str,
+    produce: Produce,
 ) -> Result<()> {
     let mut edits: Vec<Edit> = extra;
+    let mut deferred: Vec<(Range<usize>, Patch)> = Vec::new();
     let mut external_payloads = Vec::new();
-    for (tensor, ty, raw) in changed {
-        match &tensor.payload {
-            Payload::External(ext) => external_payloads.push((ext, raw)),
-            _ => edits.extend(write::payload_edit(model, tensor, ty, raw)),
+    for (tensor, ty, patch) in changed {
+        let len = tensor.element_count().unwrap_or(0) * ty.size();
+        match (&tensor.payload, patch) {
+            (Payload::External(ext), patch) => external_payloads.push((ext, len, patch)),
+            (Payload::Raw(range), Patch::Deferred(i)) => deferred.push((range.clone(), Patch::Deferred(i))),
+            (_, Patch::Deferred(i)) => {
+                let mut raw = Vec::new();
+                produce(i, &mut raw).map_err(|e| Error::io(output, e))?;
+                edits.extend(write::payload_edit(model, tensor, ty, raw))
+            }
+            (_, Patch::Bytes(raw)) => edits.extend(write::payload_edit(model, tensor, ty, raw)),
         }
     }
     // Every external tensor moves to the output's data file(s), targets or not.
@@ -44,9 +85,9 @@ pub fn write_output(
             nests: ext.location_nests.clone(),
         });
     }
-    for (ext, raw) in external_payloads {
+    for (ext, len, patch) in external_payloads {
         let i = locations.iter().position(|l| *l == ext.location).expect("listed");
-        data_files[i].patches.push((ext.offset..ext.offset + raw.len() as u64, raw));
+        data_files[i].patches.push((ext.offset..ext.offset + len as u64, patch));
     }
     for f in &mut data_files {
         f.patches.sort_by_key(|(r, _)| r.start);
@@ -58,16 +99,19 @@ pub fn write_output(
         }
     }
     edits.push(write::metadata_edit(model, METADATA_KEY, meta));
-    let replacements = write::resolve(edits);
+    let mut replacements: Vec<(Range<usize>, Patch)> =
+        write::resolve(edits).into_iter().map(|(r, b)| (r, Patch::Bytes(b))).collect();
+    replacements.append(&mut deferred);
+    replacements.sort_by_key(|(r, _)| (r.start, r.end));
 
     let mut pending: BTreeMap<usize, AtomicFile> = BTreeMap::new();
     for (i, f) in data_files.iter().enumerate() {
         let mut file = AtomicFile::new(&f.dest)?;
-        file.fill(|w| external::copy_patched(f, w))?;
+        file.fill(|w| external::copy_patched(f, w, produce))?;
         pending.insert(i, file);
     }
     let mut main = AtomicFile::new(output)?;
-    main.fill(|w| write::write_patched(w, &model.bytes, &replacements))?;
+    main.fill(|w| write::write_patched(w, &model.bytes, &replacements, produce))?;
     if !pending.is_empty() {
         // An existing output (--force) goes before the new data files come: a kill between the renames
         // must not leave a model reading data files that are not its own.
