@@ -150,3 +150,40 @@ impl SizeChange {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 20 MiB file of pruned-looking weights: layers of different sparsity, zeros, small floats.
+    fn weights_file(path: &Path) {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut bytes = Vec::with_capacity(20 << 20);
+        for layer in 0..5u64 {
+            for _ in 0..(1 << 20) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let pruned = x % 10 < 3 + layer;
+                let v = if pruned { 0.0 } else { ((x >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * 0.1 };
+                bytes.extend(v.to_le_bytes());
+            }
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn sampled_size_is_close_to_the_whole_file_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.bin");
+        weights_file(&path);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len > EXACT_LIMIT);
+        let estimate = file_sizes(&path).unwrap();
+        assert!(estimate.estimated);
+        assert_eq!(estimate.raw, len);
+        let exact = zstd::stream::encode_all(std::fs::File::open(&path).unwrap(), ZSTD_LEVEL).unwrap().len();
+        let error = estimate.zstd as f64 / exact as f64 - 1.0;
+        assert!(error.abs() < 0.02, "estimate {} vs {exact}: {:.2}%", estimate.zstd, 100.0 * error);
+    }
+}

@@ -117,23 +117,48 @@ pub fn n_of_m(w: &Weights, n: usize, m: usize) -> Selection {
     let mut keep = vec![true; w.values.len()];
     let full_runs = l.rows / m;
     let tail_rows = l.rows % m;
-    let per_unit: Vec<Vec<(usize, bool)>> = (0..l.units)
+    let k = m - n;
+    let pruned_per_unit: Vec<Vec<usize>> = (0..l.units)
         .into_par_iter()
         .map(|u| {
             let start = l.unit_start(u);
-            let mut out = Vec::new();
+            let mut pruned = Vec::with_capacity(l.cols * full_runs * k);
+            let (mut idx, mut keys) = (vec![0usize; m], vec![0u32; m]);
             for c in 0..l.cols {
                 for run in 0..full_runs {
-                    let idx: Vec<usize> = (0..m).map(|r| start + (run * m + r) * l.row_stride + c).collect();
-                    let keys: Vec<u32> = idx.iter().map(|&i| key(w.values[i])).collect();
-                    out.extend(idx.into_iter().zip(smallest(&keys, m - n)));
+                    for r in 0..m {
+                        idx[r] = start + (run * m + r) * l.row_stride + c;
+                        keys[r] = key(w.values[idx[r]]);
+                    }
+                    if m <= 16 {
+                        // Short runs: an element's place in pruning order (smallest first, ties the
+                        // higher index first), counted directly; as `smallest` decides, without allocating.
+                        // Branch-free: which weights of a run go is a coin toss for the CPU.
+                        let (mut out, mut count) = ([0usize; 16], 0);
+                        for r in 0..m {
+                            let place: usize = (0..m)
+                                .map(|q| usize::from((keys[q] < keys[r]) | ((keys[q] == keys[r]) & (q > r))))
+                                .sum();
+                            out[count] = idx[r];
+                            count += usize::from(place < k);
+                        }
+                        pruned.extend_from_slice(&out[..count]);
+                    } else {
+                        pruned.extend(
+                            smallest(&keys, k)
+                                .into_iter()
+                                .zip(&idx)
+                                .filter(|(kept, _)| !kept)
+                                .map(|(_, i)| *i),
+                        );
+                    }
                 }
             }
-            out
+            pruned
         })
         .collect();
-    for (i, kept) in per_unit.into_iter().flatten() {
-        keep[i] = kept;
+    for i in pruned_per_unit.into_iter().flatten() {
+        keep[i] = false;
     }
     Selection { keep, guarded: false, dense_tail: l.units * l.cols * tail_rows }
 }
