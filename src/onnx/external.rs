@@ -1,7 +1,7 @@
 //! External data: resolving a tensor's `location` safely inside the model's folder, and reading its bytes.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -38,21 +38,6 @@ pub fn resolve(model_path: &Path, folder: &Path, tensor: &str, location: &str) -
         return Err(refuse("leads out of the model's folder through a symbolic link"));
     }
     Ok(path)
-}
-
-/// Reads exactly `expected` bytes of a tensor's external data.
-pub fn read(
-    model_path: &Path,
-    folder: &Path,
-    tensor: &str,
-    ext: &External,
-    expected: usize,
-) -> Result<Vec<u8>> {
-    let (path, mut file) = open_checked(model_path, folder, tensor, ext, expected)?;
-    let mut buf = vec![0u8; expected];
-    file.seek(SeekFrom::Start(ext.offset)).map_err(|e| Error::io(&path, e))?;
-    file.read_exact(&mut buf).map_err(|e| Error::io(&path, e))?;
-    Ok(buf)
 }
 
 /// Maps exactly `expected` bytes of a tensor's external data read-only: only the pages read become
