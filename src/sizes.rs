@@ -21,8 +21,8 @@ pub const ZSTD_LEVEL: i32 = 3;
 /// Files up to this size are compressed whole.
 pub const EXACT_LIMIT: u64 = 16 << 20;
 /// Blocks compressed to estimate a larger file's compressed size, and their size.
-const SAMPLES: u64 = 16;
-const BLOCK: u64 = 256 << 10;
+const SAMPLES: u64 = 24;
+const BLOCK: u64 = 64 << 10;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sizes {

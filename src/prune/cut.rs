@@ -1,12 +1,13 @@
-//! Magnitude thresholds in O(n) time and without copying the weights (design.md §3 at model-zoo scale):
-//! the k smallest |w| keys of one or many raw payloads are found with two histogram passes, the first
-//! over the high 16 bits of each 31-bit key, the second over the low 15 bits inside the one high bin
-//! that holds the k-th key. Each target gets a `Cut`, which keeps exactly what `select::smallest` keeps
-//! over the same keys (ties: the lower index is kept).
+//! Magnitude thresholds in O(n) time and without copying the weights (design.md §3 at model-zoo scale).
+//! A `Cut` per target keeps exactly what `select::smallest` keeps over the same keys (ties: the lower
+//! index is kept). The k-th smallest key is found in one pass by `kth` when its sampled window holds it;
+//! otherwise here, with two histogram passes: the first over the high 16 bits of each 31-bit key, the
+//! second over the low 15 bits inside the one high bin that holds the k-th key.
 
 use rayon::prelude::*;
 
 use crate::onnx::tensor::FloatType;
+use crate::prune::kth;
 
 /// Keys are |w| bits: 31 significant bits, split 16 high + 15 low.
 const LOW_BITS: u32 = 15;
@@ -14,7 +15,7 @@ const HIGH_BINS: usize = 1 << 16;
 /// Elements per parallel chunk.
 const CHUNK: usize = 1 << 20;
 /// The key of +inf; NaN keys are above it.
-const INFINITE: u32 = 0x7f80_0000;
+pub const INFINITE: u32 = 0x7f80_0000;
 
 /// Which weights of one target are kept: keys above `threshold`, and keys equal to it at a flat index
 /// below `equal_before`.
@@ -165,23 +166,36 @@ pub fn settle(k: u64, bin: u32, below_bin: u64, fines: &[Fine]) -> Settled {
             low_hist[v as usize] += n;
         }
     }
-    let (low, below_low) = bin_of(&low_hist, k - below_bin);
+    let (low, _) = bin_of(&low_hist, k - below_bin);
     let threshold = (bin << LOW_BITS) | low;
-    let equal_total = low_hist[low as usize];
-    // The k-th key and those after it in index order among equal ones are pruned: ties prune the higher
-    // index first.
-    let mut keep_left = equal_total - (k - below_bin - below_low);
-    let (mut below, mut equal, mut keep_equal) = (Vec::new(), Vec::new(), Vec::new());
-    for f in fines {
-        let lower: u64 = f.runs.iter().filter(|(v, _)| u32::from(*v) < low).map(|(_, n)| n).sum();
-        let eq = f.runs.iter().find(|(v, _)| u32::from(*v) == low).map_or(0, |(_, n)| *n);
-        let keep = eq.min(keep_left);
-        keep_left -= keep;
-        below.push(f.below + lower);
-        equal.push(eq);
-        keep_equal.push(keep);
+    let (below, equal) = fines
+        .iter()
+        .map(|f| {
+            let lower: u64 = f.runs.iter().filter(|(v, _)| u32::from(*v) < low).map(|(_, n)| n).sum();
+            let eq = f.runs.iter().find(|(v, _)| u32::from(*v) == low).map_or(0, |(_, n)| *n);
+            (f.below + lower, eq)
+        })
+        .unzip();
+    Settled::split(k, threshold, below, equal)
+}
+
+impl Settled {
+    /// The settlement of `threshold`, the `k`-th smallest key, given each target's keys below it and
+    /// equal to it: the equal keys first in index order over all targets are kept, the `k`-th and
+    /// those after it are pruned.
+    pub fn split(k: u64, threshold: u32, below: Vec<u64>, equal: Vec<u64>) -> Settled {
+        let equal_total: u64 = equal.iter().sum();
+        let mut keep_left = equal_total - (k - below.iter().sum::<u64>());
+        let keep_equal = equal
+            .iter()
+            .map(|&eq| {
+                let keep = eq.min(keep_left);
+                keep_left -= keep;
+                keep
+            })
+            .collect();
+        Settled { threshold, below, equal, keep_equal }
     }
-    Settled { threshold, below, equal, keep_equal }
 }
 
 /// The cut of a target whose first `keep_equal` of `equal` keys equal to `threshold` are kept: the flat
@@ -202,18 +216,33 @@ pub fn cut(ty: FloatType, raw: &[u8], threshold: u32, equal: u64, keep_equal: u6
     Cut { threshold, equal_before }
 }
 
-/// The cut that prunes the `k` smallest keys of one payload (layer scope; `select::layer` in place).
-pub fn layer(ty: FloatType, raw: &[u8], k: usize) -> Cut {
+/// A payload holds a NaN or an infinity, the first at this flat index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NonFinite(pub usize);
+
+/// The cut that prunes the `k` smallest keys of one payload (layer scope; `select::layer` in place),
+/// checking on the way that every value is finite: one pass when `kth`'s window holds the k-th key,
+/// the two histogram passes otherwise.
+pub fn layer(ty: FloatType, raw: &[u8], k: usize) -> Result<Cut, NonFinite> {
     let n = raw.len() / ty.size();
-    if k == 0 {
-        return Cut::KEEP_ALL;
+    if k == 0 || k >= n {
+        if let Some(i) = first_non_finite(ty, raw) {
+            return Err(NonFinite(i));
+        }
+        return Ok(if k == 0 { Cut::KEEP_ALL } else { Cut::PRUNE_ALL });
     }
-    if k >= n {
-        return Cut::PRUNE_ALL;
+    let mut samples = Vec::new();
+    kth::sample(ty, raw, kth::stride(n as u64), &mut samples);
+    let (lo, hi) = kth::window(samples, k as u64, n as u64);
+    let pass = kth::pass(ty, raw, lo, hi, kth::inside_cap(n as u64));
+    if pass.max >= INFINITE {
+        return Err(NonFinite(first_non_finite(ty, raw).expect("a non-finite value")));
     }
-    let (bin, below_bin) = bin_of(&high_histogram(ty, raw), k as u64);
-    let s = settle(k as u64, bin, below_bin, &[fine(ty, raw, bin)]);
-    cut(ty, raw, s.threshold, s.equal[0], s.keep_equal[0])
+    let s = kth::settle(k as u64, &[pass]).unwrap_or_else(|| {
+        let (bin, below_bin) = bin_of(&high_histogram(ty, raw), k as u64);
+        settle(k as u64, bin, below_bin, &[fine(ty, raw, bin)])
+    });
+    Ok(cut(ty, raw, s.threshold, s.equal[0], s.keep_equal[0]))
 }
 
 #[cfg(test)]
@@ -254,7 +283,11 @@ mod tests {
             let keys: Vec<u32> = v.iter().map(|x| x.abs().to_bits()).collect();
             let r = raw(&v);
             for k in [0, 1, n / 3, n / 2, n.saturating_sub(1), n] {
-                assert_eq!(mask(&layer(FloatType::F32, &r, k), &r), smallest(&keys, k), "n {n} k {k}");
+                assert_eq!(
+                    mask(&layer(FloatType::F32, &r, k).unwrap(), &r),
+                    smallest(&keys, k),
+                    "n {n} k {k}"
+                );
             }
         }
     }

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use crate::onnx::tensor::FloatType;
 use crate::prune::cut::Cut;
+use crate::prune::grid_f32;
 use crate::prune::renorm::{magnitude, unit_scale, Renorm};
 use crate::prune::targets::Layout;
 
@@ -64,6 +65,29 @@ impl Grid {
 
     fn line(&self) -> usize {
         self.units * self.run
+    }
+
+    /// Prunes and rescales `raw` into `out` (as long as `raw`): `scales` then `apply`, or in one pass
+    /// for f32 units that are one run each under a cut (`grid_f32`). Returns the scales and how many
+    /// weights the rule prunes.
+    pub fn renormalize(
+        &self,
+        ty: FloatType,
+        raw: &[u8],
+        rule: &Rule,
+        method: Renorm,
+        out: &mut [u8],
+    ) -> (Vec<Option<f64>>, usize) {
+        match (ty, rule) {
+            (FloatType::F32, Rule::Cut(c)) if self.rows == 1 && self.blocks == 1 => {
+                grid_f32::runs(raw, self.run, &grid_f32::RunRule::Cut(*c), method, out)
+            }
+            _ => {
+                let (scales, pruned) = self.scales(ty, raw, rule, method);
+                self.apply(ty, raw, rule, &scales, out);
+                (scales, pruned)
+            }
+        }
     }
 
     /// Every unit's scale, and how many weights the rule prunes.

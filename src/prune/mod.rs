@@ -2,6 +2,8 @@
 
 pub mod cut;
 pub mod grid;
+pub mod grid_f32;
+pub mod kth;
 pub mod renorm;
 pub mod select;
 pub mod targets;

@@ -1,11 +1,12 @@
 //! The streamed prune (`--renorm none|l1|l2`): payloads are read where they lie (the mapped model file,
 //! or a mapped window of an external data file) and only one target's output is in memory at a time.
 //!
-//! 1. `scan`: every target's values are checked finite, and for global scope their magnitudes counted
-//!    (`prune::cut`), which settles the global threshold in a second pass: a `Cut` per target.
+//! 1. `scan`: what each target prunes is settled, and its values checked finite, in one pass over the
+//!    weights: the global threshold or each target's own (`prune::kth`, falling back to the histogram
+//!    passes of `prune::cut`); a `Cut` per target.
 //! 2. `Scanned::write`: the writer copies the model and, reaching a target's payload, has it made: the
-//!    target's mask (its cut, or the layer/unit/N:M selection of that target alone), per-unit scales
-//!    and the rescaled bytes (`prune::grid`).
+//!    target's mask (its cut, or the unit/N:M selection of that target alone), per-unit scales and the
+//!    rescaled bytes (`prune::grid`, `prune::grid_f32` for f32 units that are one run each).
 //!
 //! The output is byte-identical to the in-memory path (`load`, `select`, `apply`), which stats and
 //! refit use; `tests/streamed.rs` compares the two.
@@ -13,14 +14,18 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use rayon::prelude::*;
+
 use super::{nothing_to_prune_error, target_report, PruneOptions, Scope, Selector};
 use crate::error::{Error, Result};
 use crate::onnx::model::{Model, Tensor};
 use crate::onnx::payload::{self, View};
 use crate::onnx::tensor::{decode_raw, FloatType};
 use crate::onnx::write::Patch;
-use crate::prune::cut::{self, Cut};
+use crate::prune::cut::{self, Cut, NonFinite};
 use crate::prune::grid::{Grid, Rule};
+use crate::prune::grid_f32::{self, RunRule};
+use crate::prune::kth;
 use crate::prune::renorm::{self, Renorm};
 use crate::prune::select::{self, prune_count, Weights};
 use crate::prune::targets::{Plan, Skipped, Target};
@@ -43,91 +48,190 @@ pub struct Scanned<'m> {
     pub passed: Vec<Skipped>,
 }
 
-/// Checks every target's payload and values, and settles the global threshold.
+/// Checks every target's payload and values, and settles what each prunes: the global threshold, or
+/// each target's own (layer scope), in one pass over the weights that also finds non-finite values.
 pub fn scan<'m>(model: &'m Model, plan: &Plan, opts: &PruneOptions) -> Result<Scanned<'m>> {
-    let global = matches!(opts.selector, Selector::Sparsity { scope: Scope::Global, .. });
-    let mut hist: Option<Vec<u64>> = None;
-    let (mut work, mut passed) = (Vec::new(), Vec::new());
+    let mut work = Vec::new();
     for t in &plan.targets {
         let tensor = super::tensor_of(model, t.source);
         let raw = payload::view(model, tensor, t.dtype)?;
-        if let Some(i) = cut::first_non_finite(t.dtype, &raw) {
-            let what = super::non_finite_what(t.dtype.value(&raw[i * t.dtype.size()..]), i);
-            if !opts.allow_nonfinite {
-                return Err(super::non_finite_error(model, &t.weight, &what));
-            }
-            passed.push(super::passed_non_finite(t, &what));
-            continue;
+        let params = raw.len() / t.dtype.size();
+        work.push(Work { target: t.clone(), tensor, params, cut: None, pruned: 0 });
+    }
+    let mut scanned = Scanned { work, passed: Vec::new() };
+    match opts.selector {
+        Selector::Sparsity { sparsity, scope: Scope::Global } => {
+            scanned.settle_global(model, sparsity, opts.allow_nonfinite)?
         }
-        if global {
-            let h = cut::high_histogram(t.dtype, &raw);
+        Selector::Sparsity { sparsity, scope: Scope::Layer } => {
+            scanned.each_checked(model, opts.allow_nonfinite, |w, raw| {
+                let k = prune_count(sparsity, w.params);
+                w.cut = Some(cut::layer(w.target.dtype, raw, k)?);
+                w.pruned = k;
+                Ok(())
+            })?
+        }
+        Selector::Sparsity { sparsity, scope: Scope::Unit } => {
+            scanned.each_checked(model, opts.allow_nonfinite, |w, raw| {
+                let l = &w.target.layout;
+                w.pruned = l.units * prune_count(sparsity, l.fan_in());
+                finite(w.target.dtype, raw)
+            })?
+        }
+        Selector::Pattern { n, m } => scanned.each_checked(model, opts.allow_nonfinite, |w, raw| {
+            let l = &w.target.layout;
+            w.pruned = l.units * l.cols * (l.rows / m) * (m - n);
+            finite(w.target.dtype, raw)
+        })?,
+    }
+    super::checks::check_external(model)?;
+    if scanned.work.is_empty() {
+        return Err(nothing_to_prune_error(model, &[plan.skipped.as_slice(), &scanned.passed].concat()));
+    }
+    Ok(scanned)
+}
+
+fn finite(ty: FloatType, raw: &[u8]) -> std::result::Result<(), NonFinite> {
+    cut::first_non_finite(ty, raw).map_or(Ok(()), |i| Err(NonFinite(i)))
+}
+
+impl<'m> Scanned<'m> {
+    /// Runs `settle` on each target with its payload (targets in parallel); of targets with a
+    /// non-finite value, refused, or passed through with `--allow-nonfinite`, the first in graph order
+    /// is named.
+    fn each_checked(
+        &mut self,
+        model: &'m Model,
+        allow: bool,
+        settle: impl Fn(&mut Work, &[u8]) -> std::result::Result<(), NonFinite> + Sync,
+    ) -> Result<()> {
+        let results = self
+            .work
+            .par_iter_mut()
+            .map(|w| Ok(settle(w, &payload::view(model, w.tensor, w.target.dtype)?).err()))
+            .collect::<Vec<Result<Option<NonFinite>>>>();
+        let mut removed = 0;
+        for (i, r) in results.into_iter().enumerate() {
+            if let Some(NonFinite(at)) = r? {
+                let w = &self.work[i - removed];
+                let what = raw_value(w, &payload::view(model, w.tensor, w.target.dtype)?, at);
+                self.pass_through(model, i - removed, &what, allow)?;
+                removed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Target `i` holds a non-finite value: an error, or (`--allow-nonfinite`) passed through.
+    fn pass_through(&mut self, model: &Model, i: usize, what: &str, allow: bool) -> Result<()> {
+        let w = self.work.remove(i);
+        if !allow {
+            return Err(super::non_finite_error(model, &w.target.weight, what));
+        }
+        self.passed.push(super::passed_non_finite(&w.target, what));
+        Ok(())
+    }
+
+    /// One threshold over all targets in graph order (`select::global`), with the collapse guard.
+    fn settle_global(&mut self, model: &'m Model, s: f64, allow: bool) -> Result<()> {
+        let settled = loop {
+            let total: usize = self.work.iter().map(|w| w.params).sum();
+            let k = prune_count(s, total);
+            if k == 0 || k >= total {
+                self.each_checked(model, allow, |w, raw| finite(w.target.dtype, raw))?;
+                let c = if k == 0 { Cut::KEEP_ALL } else { Cut::PRUNE_ALL };
+                for w in self.work.iter_mut() {
+                    w.cut = Some(c);
+                    w.pruned = if k == 0 { 0 } else { w.params };
+                }
+                break None;
+            }
+            let (k, total) = (k as u64, total as u64);
+            let samples = self
+                .work
+                .par_iter()
+                .map(|w| {
+                    let mut s = Vec::new();
+                    kth::sample(
+                        w.target.dtype,
+                        &payload::view(model, w.tensor, w.target.dtype)?,
+                        kth::stride(total),
+                        &mut s,
+                    );
+                    Ok(s)
+                })
+                .collect::<Result<Vec<_>>>()?
+                .concat();
+            let (lo, hi) = kth::window(samples, k, total);
+            let mut passes = Vec::new();
+            let mut bad = None;
+            for w in &self.work {
+                let raw = payload::view(model, w.tensor, w.target.dtype)?;
+                let pass = kth::pass(w.target.dtype, &raw, lo, hi, kth::inside_cap(total));
+                if pass.max >= cut::INFINITE {
+                    let at = cut::first_non_finite(w.target.dtype, &raw).expect("a non-finite value");
+                    bad = Some((passes.len(), raw_value(w, &raw, at)));
+                    break;
+                }
+                passes.push(pass);
+            }
+            if let Some((i, what)) = bad {
+                // Refused, or passed through: then settled again without it.
+                self.pass_through(model, i, &what, allow)?;
+                continue;
+            }
+            break Some(match kth::settle(k, &passes) {
+                Some(settled) => settled,
+                None => self.settle_by_histograms(model, k)?,
+            });
+        };
+        if let Some(settled) = settled {
+            for (i, w) in self.work.iter_mut().enumerate() {
+                let (equal, keep) = (settled.equal[i], settled.keep_equal[i]);
+                let c = if keep > 0 && keep < equal {
+                    let raw = payload::view(model, w.tensor, w.target.dtype)?;
+                    cut::cut(w.target.dtype, &raw, settled.threshold, equal, keep)
+                } else {
+                    cut::cut(w.target.dtype, &[], settled.threshold, equal, keep)
+                };
+                w.cut = Some(c);
+                w.pruned = (settled.below[i] + equal - keep) as usize;
+            }
+        }
+        for w in self.work.iter_mut() {
+            // The collapse guard: a target the threshold would zero entirely is pruned at layer scope.
+            if w.params > 0 && w.pruned == w.params && prune_count(s, w.params) < w.params {
+                w.cut = None;
+                w.pruned = prune_count(s, w.params);
+            }
+        }
+        Ok(())
+    }
+
+    /// The global threshold by the histogram passes of `cut`, when `kth`'s window missed.
+    fn settle_by_histograms(&self, model: &Model, k: u64) -> Result<cut::Settled> {
+        let mut hist: Option<Vec<u64>> = None;
+        for w in &self.work {
+            let h = cut::high_histogram(w.target.dtype, &payload::view(model, w.tensor, w.target.dtype)?);
             hist = Some(match hist {
                 None => h,
                 Some(acc) => cut::add(acc, h),
             });
         }
-        let params = raw.len() / t.dtype.size();
-        work.push(Work { target: t.clone(), tensor, params, cut: None, pruned: 0 });
-    }
-    super::checks::check_external(model)?;
-    if work.is_empty() {
-        return Err(nothing_to_prune_error(model, &[plan.skipped.as_slice(), &passed].concat()));
-    }
-    match opts.selector {
-        Selector::Sparsity { sparsity, scope: Scope::Global } => {
-            settle_global(model, &mut work, &hist.expect("counted"), sparsity)?
-        }
-        Selector::Sparsity { sparsity, scope: Scope::Layer } => {
-            work.iter_mut().for_each(|w| w.pruned = prune_count(sparsity, w.params))
-        }
-        Selector::Sparsity { sparsity, scope: Scope::Unit } => work
-            .iter_mut()
-            .for_each(|w| w.pruned = w.target.layout.units * prune_count(sparsity, w.target.layout.fan_in())),
-        Selector::Pattern { n, m } => work.iter_mut().for_each(|w| {
-            let l = &w.target.layout;
-            w.pruned = l.units * l.cols * (l.rows / m) * (m - n);
-        }),
-    }
-    Ok(Scanned { work, passed })
-}
-
-/// One threshold over all targets in graph order (`select::global`), with the collapse guard.
-fn settle_global(model: &Model, work: &mut [Work], hist: &[u64], s: f64) -> Result<()> {
-    let total: usize = work.iter().map(|w| w.params).sum();
-    let k = prune_count(s, total);
-    if k == 0 || k >= total {
-        let c = if k == 0 { Cut::KEEP_ALL } else { Cut::PRUNE_ALL };
-        for w in work.iter_mut() {
-            w.cut = Some(c);
-            w.pruned = if k == 0 { 0 } else { w.params };
-        }
-    } else {
-        let (bin, below) = cut::bin_of(hist, k as u64);
-        let fines = work
+        let (bin, below) = cut::bin_of(&hist.expect("a target"), k);
+        let fines = self
+            .work
             .iter()
             .map(|w| Ok(cut::fine(w.target.dtype, &payload::view(model, w.tensor, w.target.dtype)?, bin)))
             .collect::<Result<Vec<_>>>()?;
-        let settled = cut::settle(k as u64, bin, below, &fines);
-        for (i, w) in work.iter_mut().enumerate() {
-            let (equal, keep) = (settled.equal[i], settled.keep_equal[i]);
-            let c = if keep > 0 && keep < equal {
-                let raw = payload::view(model, w.tensor, w.target.dtype)?;
-                cut::cut(w.target.dtype, &raw, settled.threshold, equal, keep)
-            } else {
-                cut::cut(w.target.dtype, &[], settled.threshold, equal, keep)
-            };
-            w.cut = Some(c);
-            w.pruned = (settled.below[i] + equal - keep) as usize;
-        }
+        Ok(cut::settle(k, bin, below, &fines))
     }
-    for w in work.iter_mut() {
-        // The collapse guard: a target the threshold would zero entirely is pruned at layer scope.
-        if w.params > 0 && w.pruned == w.params && prune_count(s, w.params) < w.params {
-            w.cut = None;
-            w.pruned = prune_count(s, w.params);
-        }
-    }
-    Ok(())
+}
+
+/// "holds NaN at element 7" for the non-finite value at flat index `at`.
+fn raw_value(w: &Work, raw: &[u8], at: usize) -> String {
+    let size = w.target.dtype.size();
+    super::non_finite_what(w.target.dtype.value(&raw[at * size..]), at)
 }
 
 /// What making one target's payload gave, for its report.
@@ -185,14 +289,38 @@ impl Scanned<'_> {
         let raw = payload::view(model, w.tensor, ty)?;
         let layout = &w.target.layout;
         let (mut guarded, mut dense_tail) = (false, 0);
-        let rule = match (opts.selector, w.cut) {
-            (Selector::Sparsity { scope: Scope::Global, .. }, Some(c)) => Rule::Cut(c),
-            (Selector::Sparsity { sparsity, scope: Scope::Global }, None) => {
-                guarded = true;
-                Rule::Cut(cut::layer(ty, &raw, prune_count(sparsity, w.params)))
+        let internal = |what: String| {
+            Error::model(&model.path, format!("internal: weight '{}' {what}", w.target.weight))
+        };
+        let check = |pruned: usize| {
+            if pruned == w.pruned {
+                Ok(())
+            } else {
+                Err(internal(format!("pruned {pruned} weights, {} expected", w.pruned)))
             }
-            (Selector::Sparsity { sparsity, scope: Scope::Layer }, _) => {
-                Rule::Cut(cut::layer(ty, &raw, prune_count(sparsity, w.params)))
+        };
+        let grid = Grid::of(layout, w.params);
+        // Every byte is written below: a reused buffer keeps its old bytes until then.
+        out.resize(raw.len(), 0);
+        if let (Selector::Pattern { n, m }, Some(g), FloatType::F32) = (opts.selector, grid, ty) {
+            if g.rows == 1 && g.blocks == 1 && m <= 16 {
+                // N:M on f32 units that are one run each: masks made per group of units, in cache.
+                let rule = RunRule::NofM { n, m, rows: layout.rows, cols: layout.cols };
+                let (scales, pruned) = grid_f32::runs(&raw, g.run, &rule, opts.renorm, out);
+                check(pruned)?;
+                return Ok(Made {
+                    scales,
+                    guarded,
+                    dense_tail: layout.units * layout.cols * (layout.rows % m),
+                });
+            }
+        }
+        let rule = match (opts.selector, w.cut) {
+            (Selector::Sparsity { scope: Scope::Global | Scope::Layer, .. }, Some(c)) => Rule::Cut(c),
+            (Selector::Sparsity { sparsity, scope: Scope::Global | Scope::Layer }, None) => {
+                guarded = true;
+                let k = prune_count(sparsity, w.params);
+                Rule::Cut(cut::layer(ty, &raw, k).map_err(|_| internal("became non-finite".into()))?)
             }
             (Selector::Sparsity { sparsity, scope: Scope::Unit }, _) => {
                 let values = decode_raw(ty, &raw);
@@ -205,26 +333,11 @@ impl Scanned<'_> {
                 Rule::Mask(sel.keep)
             }
         };
-        let (scales, pruned) = match Grid::of(layout, w.params) {
-            Some(grid) => {
-                let (scales, pruned) = grid.scales(ty, &raw, &rule, opts.renorm);
-                // Every byte is written by `apply`; zeroing a reused buffer costs little.
-                out.clear();
-                out.resize(raw.len(), 0);
-                grid.apply(ty, &raw, &rule, &scales, out);
-                (scales, pruned)
-            }
+        let (scales, pruned) = match grid {
+            Some(grid) => grid.renormalize(ty, &raw, &rule, opts.renorm, out),
             None => by_units(ty, &raw, &rule, w, opts.renorm, out),
         };
-        if pruned != w.pruned {
-            return Err(Error::model(
-                &model.path,
-                format!(
-                    "internal: weight '{}' pruned {pruned} weights, {} expected",
-                    w.target.weight, w.pruned
-                ),
-            ));
-        }
+        check(pruned)?;
         Ok(Made { scales, guarded, dense_tail })
     }
 }

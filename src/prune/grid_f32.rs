@@ -1,0 +1,355 @@
+//! The f32 fast path of `grid` for the commonest case: units that are one contiguous run each (Gemm
+//! transB=1, Conv, a 1-D MatMul) under a magnitude cut or an N:M pattern. A group of eight units is
+//! selected, summed, scaled and written while it is in cache, so each weight is read from memory once.
+//! Sums stay in flat order per unit, so the scales are bit-identical to `Grid::scales`; kept tests are
+//! masks, never branches, since whether a weight is kept is a coin toss for the CPU.
+
+use rayon::prelude::*;
+use wide::{f64x2, CmpGe};
+
+use super::cut::{Cut, INFINITE};
+use super::renorm::{magnitude, unit_scale, Renorm};
+
+/// Units summed in lockstep: their independent f64 sums hide the latency of each add.
+const LOCKSTEP: usize = 8;
+const PAIRS: usize = LOCKSTEP / 2;
+
+/// The least key kept in the unit at flat elements `[start, start + len)`, when one bound holds for
+/// the whole unit (every unit but the one, at most, holding the cut's index bound).
+fn least_kept(c: &Cut, start: usize, len: usize) -> Option<u32> {
+    if c.equal_before <= start {
+        Some(c.threshold.saturating_add(1))
+    } else if c.equal_before >= start + len {
+        Some(c.threshold)
+    } else {
+        None
+    }
+}
+
+/// Which weights of each run are kept.
+pub enum RunRule {
+    /// A magnitude cut (global and layer scope).
+    Cut(Cut),
+    /// N:M along the fan-in rows of each unit's run of `rows * cols` elements (`m <= 16`): of every `m`
+    /// consecutive rows at one kernel position, the `n` largest; a tail of fewer rows is kept.
+    NofM { n: usize, m: usize, rows: usize, cols: usize },
+}
+
+/// Sums, scales and rescaled bytes of units of `run` f32 elements each, laid end to end in `raw`:
+/// `out` (as long as `raw`) gets the payload `Grid::apply` writes; returns the scales and how many
+/// weights were pruned.
+pub fn runs(
+    raw: &[u8],
+    run: usize,
+    rule: &RunRule,
+    method: Renorm,
+    out: &mut [u8],
+) -> (Vec<Option<f64>>, usize) {
+    assert_eq!(raw.len(), out.len());
+    if run == 0 || raw.is_empty() {
+        return (vec![None; if run == 0 { 0 } else { raw.len() / (4 * run) }], 0);
+    }
+    let l2 = method == Renorm::L2;
+    let group = LOCKSTEP * run * 4;
+    let parts: Vec<(Vec<Option<f64>>, usize)> = raw
+        .par_chunks(group)
+        .zip(out.par_chunks_mut(group))
+        .enumerate()
+        .map(|(g, (src, dst))| {
+            let first = g * LOCKSTEP * run;
+            let units = src.len() / (run * 4);
+            let keep = Keep::of(rule, src, first, run);
+            let sums: Vec<(f64, f64, usize)> = match (&keep, units == LOCKSTEP) {
+                (Keep::Bounds(least), true) => {
+                    let least: [f64x2; PAIRS] =
+                        std::array::from_fn(|p| f64x2::from([bound(least[2 * p]), bound(least[2 * p + 1])]));
+                    lockstep_sums(src, run, l2, |p, _, v| v.cmp_ge(least[p])).to_vec()
+                }
+                (Keep::Masks(mask), true) => {
+                    let rows: [&[u64]; LOCKSTEP] = std::array::from_fn(|q| &mask[q * run..(q + 1) * run]);
+                    lockstep_sums(src, run, l2, |p, j, _| {
+                        f64x2::from([f64::from_bits(rows[2 * p][j]), f64::from_bits(rows[2 * p + 1][j])])
+                    })
+                    .to_vec()
+                }
+                _ => (0..units)
+                    .map(|q| {
+                        unit_sums(&src[q * run * 4..(q + 1) * run * 4], l2, |j, k| keep.keeps(q, j, k, run))
+                    })
+                    .collect(),
+            };
+            let scales: Vec<Option<f64>> = sums.iter().map(|s| unit_scale(s.0, s.1, method)).collect();
+            for (q, ((s, e), o)) in
+                scales.iter().zip(src.chunks_exact(run * 4)).zip(dst.chunks_exact_mut(run * 4)).enumerate()
+            {
+                let s = s.unwrap_or(1.0) as f32;
+                match &keep {
+                    Keep::Bounds(least) => rescale_run(e, o, s, |_, k| k >= least[q]),
+                    Keep::Masks(mask) => rescale_masked(e, o, s, &mask[q * run..(q + 1) * run]),
+                }
+            }
+            (scales, sums.iter().map(|s| s.2).sum())
+        })
+        .collect();
+    let pruned = parts.iter().map(|p| p.1).sum();
+    (parts.into_iter().flat_map(|p| p.0).collect(), pruned)
+}
+
+/// What a group of units keeps: per unit, the least key kept; or per element, all ones (kept) or zero.
+enum Keep {
+    Bounds([u32; LOCKSTEP]),
+    Masks(Vec<u64>),
+}
+
+impl Keep {
+    fn of(rule: &RunRule, src: &[u8], first: usize, run: usize) -> Keep {
+        let units = src.len() / (run * 4);
+        let mut least = [0u32; LOCKSTEP];
+        if let RunRule::Cut(c) = rule {
+            let bounds: Vec<Option<u32>> = (0..units).map(|q| least_kept(c, first + q * run, run)).collect();
+            if bounds.iter().all(Option::is_some) {
+                least[..units].copy_from_slice(&bounds.into_iter().flatten().collect::<Vec<_>>());
+                return Keep::Bounds(least);
+            }
+        }
+        let mut mask = vec![u64::MAX; units * run];
+        let mut keys = vec![0u32; run];
+        for (q, unit) in src.chunks_exact(run * 4).enumerate() {
+            for (k, b) in keys.iter_mut().zip(unit.as_chunks::<4>().0) {
+                *k = u32::from_le_bytes(*b) & 0x7fff_ffff;
+            }
+            let mask = &mut mask[q * run..(q + 1) * run];
+            match *rule {
+                RunRule::Cut(c) => {
+                    for (j, (m, k)) in mask.iter_mut().zip(&keys).enumerate() {
+                        *m = 0u64.wrapping_sub(u64::from(c.keeps(first + q * run + j, *k)));
+                    }
+                }
+                RunRule::NofM { n, m, rows, cols } => n_of_m(&keys, n, m, rows, cols, mask),
+            }
+        }
+        Keep::Masks(mask)
+    }
+
+    #[inline]
+    fn keeps(&self, q: usize, j: usize, key: u32, run: usize) -> bool {
+        match self {
+            Keep::Bounds(least) => key >= least[q],
+            Keep::Masks(mask) => mask[q * run + j] != 0,
+        }
+    }
+}
+
+/// Clears the mask of the `m - n` smallest keys of every group of `m` rows at one kernel position
+/// (ties: the higher index goes first), as `select::n_of_m` decides. Branch-free: which weights of a
+/// group go is a coin toss for the CPU.
+fn n_of_m(keys: &[u32], n: usize, m: usize, rows: usize, cols: usize, mask: &mut [u64]) {
+    match m {
+        2 => n_of_m_const::<2>(keys, n, rows, cols, mask),
+        4 => n_of_m_const::<4>(keys, n, rows, cols, mask),
+        8 => n_of_m_const::<8>(keys, n, rows, cols, mask),
+        16 => n_of_m_const::<16>(keys, n, rows, cols, mask),
+        _ => {
+            for c in 0..cols {
+                for g in 0..rows / m {
+                    let at = |t: usize| (g * m + t) * cols + c;
+                    for r in 0..m {
+                        let place: usize = (0..m)
+                            .map(|q| {
+                                let (a, b) = (keys[at(q)], keys[at(r)]);
+                                usize::from((a < b) | ((a == b) & (q > r)))
+                            })
+                            .sum();
+                        mask[at(r)] = 0u64.wrapping_sub(u64::from(place >= m - n));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `n_of_m` for a group size known when compiling, so each group's compares unroll.
+fn n_of_m_const<const M: usize>(keys: &[u32], n: usize, rows: usize, cols: usize, mask: &mut [u64]) {
+    let k = M - n;
+    let decide = |group: [u32; M], r: usize| {
+        let place: usize =
+            (0..M).map(|q| usize::from((group[q] < group[r]) | ((group[q] == group[r]) & (q > r)))).sum();
+        0u64.wrapping_sub(u64::from(place >= k))
+    };
+    if cols == 1 {
+        // Groups of M consecutive elements (Gemm, MatMul): whole arrays, no index arithmetic.
+        let whole = rows / M * M;
+        for (g, out) in keys[..whole].as_chunks::<M>().0.iter().zip(mask[..whole].as_chunks_mut::<M>().0) {
+            *out = std::array::from_fn(|r| decide(*g, r));
+        }
+        return;
+    }
+    for c in 0..cols {
+        for g in 0..rows / M {
+            let base = g * M * cols + c;
+            let group: [u32; M] = std::array::from_fn(|t| keys[base + t * cols]);
+            for r in 0..M {
+                mask[base + r * cols] = decide(group, r);
+            }
+        }
+    }
+}
+
+/// One unit's (sum of magnitudes over all, over kept, pruned count), in flat order.
+fn unit_sums(unit: &[u8], l2: bool, keeps: impl Fn(usize, u32) -> bool) -> (f64, f64, usize) {
+    let method = if l2 { Renorm::L2 } else { Renorm::L1 };
+    let mut sum = (0f64, 0f64, 0usize);
+    for (j, e) in unit.as_chunks::<4>().0.iter().enumerate() {
+        let v = f32::from_le_bytes(*e);
+        let kept = keeps(j, v.to_bits() & 0x7fff_ffff);
+        let m = magnitude(v, method);
+        sum.0 += m;
+        sum.1 += m * f64::from(std::hint::black_box(u8::from(kept)));
+        sum.2 += usize::from(!kept);
+    }
+    sum
+}
+
+/// key >= least  <=>  |v| >= the float with bits `least` (NaN, so never, past +inf).
+fn bound(least: u32) -> f64 {
+    if least > INFINITE {
+        f64::NAN
+    } else {
+        f64::from(f32::from_bits(least))
+    }
+}
+
+/// (sum of magnitudes over all, over kept, pruned count) of `LOCKSTEP` consecutive runs, each in flat
+/// order. Two units share each f64x2: the same adds in the same order as one at a time, and the kept
+/// test is a mask from `keep(pair, j, |v|)`, not a branch (whether a weight is kept is a coin toss).
+// `j` indexes eight runs at once, which no single iterator gives.
+#[allow(clippy::needless_range_loop)]
+fn lockstep_sums(
+    src: &[u8],
+    run: usize,
+    l2: bool,
+    keep: impl Fn(usize, usize, f64x2) -> f64x2,
+) -> [(f64, f64, usize); LOCKSTEP] {
+    let rows: [&[[u8; 4]]; LOCKSTEP] =
+        std::array::from_fn(|q| src[q * run * 4..(q + 1) * run * 4].as_chunks().0);
+    let (mut full, mut kept, mut count) = ([f64x2::ZERO; PAIRS], [f64x2::ZERO; PAIRS], f64x2::ZERO);
+    for j in 0..run {
+        for p in 0..PAIRS {
+            let a = f32::from_le_bytes(rows[2 * p][j]);
+            let b = f32::from_le_bytes(rows[2 * p + 1][j]);
+            let v = f64x2::from([f64::from(a), f64::from(b)]).abs();
+            // magnitude(): |w| or w * w (|w|² == w² exactly).
+            let m = if l2 { v * v } else { v };
+            let keep = keep(p, j, v);
+            full[p] += m;
+            kept[p] += m & keep;
+            count += f64x2::ONE & keep;
+        }
+    }
+    let kept_total: f64 = count.to_array().iter().sum();
+    let pruned = LOCKSTEP * run - kept_total as usize;
+    let (full, kept) = (full.map(|x| x.to_array()).concat(), kept.map(|x| x.to_array()).concat());
+    std::array::from_fn(|q| (full[q], kept[q], if q == 0 { pruned } else { 0 }))
+}
+
+/// One unit's rescaled elements: kept ones times `s` (`v * 1.0 == v`), the others +0.0.
+#[inline]
+fn rescale_run(src: &[u8], dst: &mut [u8], s: f32, keeps: impl Fn(usize, u32) -> bool) {
+    let (src, dst) = (src.as_chunks::<4>().0, dst.as_chunks_mut::<4>().0);
+    for (j, (o, e)) in dst.iter_mut().zip(src).enumerate() {
+        let v = f32::from_le_bytes(*e);
+        let w = std::hint::select_unpredictable(keeps(j, v.to_bits() & 0x7fff_ffff), v * s, 0.0);
+        *o = w.to_le_bytes();
+    }
+}
+
+/// `rescale_run` by a mask of all ones (kept) or zeros: `v * s` with its bits masked, no branch.
+fn rescale_masked(src: &[u8], dst: &mut [u8], s: f32, mask: &[u64]) {
+    let (src, dst) = (src.as_chunks::<4>().0, dst.as_chunks_mut::<4>().0);
+    for ((o, e), m) in dst.iter_mut().zip(src).zip(mask) {
+        let w = (f32::from_le_bytes(*e) * s).to_bits() & (*m as u32);
+        *o = w.to_le_bytes();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::tensor::FloatType;
+    use crate::prune::grid::{Grid, Rule};
+    use crate::prune::select::{self, Weights};
+    use crate::prune::targets::Layout;
+
+    /// Values with ties and both signs of zero.
+    fn values(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0 * if i % 5 == 0 { -1.0 } else { 1.0 }).collect()
+    }
+
+    fn raw(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    /// The generic grid path (`scales` then `apply`), which `tests/streamed.rs` ties to the reference.
+    fn generic(
+        units: usize,
+        run: usize,
+        raw: &[u8],
+        rule: &Rule,
+        method: Renorm,
+    ) -> (Vec<Option<f64>>, usize, Vec<u8>) {
+        let g = Grid { blocks: 1, rows: 1, units, run };
+        let (scales, pruned) = g.scales(FloatType::F32, raw, rule, method);
+        let mut out = vec![0u8; raw.len()];
+        g.apply(FloatType::F32, raw, rule, &scales, &mut out);
+        (scales, pruned, out)
+    }
+
+    #[test]
+    fn runs_under_a_cut_match_the_generic_path() {
+        // 8-unit groups and a partial one; cuts with the index bound before, inside and after units.
+        let (units, run) = (19, 13);
+        let v = values(units * run);
+        let r = raw(&v);
+        let thresholds = [0, 1.0f32.to_bits(), (2.0f32 / 3.0).to_bits(), 3.0f32.to_bits(), u32::MAX];
+        for threshold in thresholds {
+            for equal_before in [0, 5, run * 3 + 4, run * 8, units * run, usize::MAX] {
+                let cut = Cut { threshold, equal_before };
+                for method in [Renorm::None, Renorm::L1, Renorm::L2] {
+                    let mut out = vec![0u8; r.len()];
+                    let (scales, pruned) = runs(&r, run, &RunRule::Cut(cut), method, &mut out);
+                    let want = generic(units, run, &r, &Rule::Cut(cut), method);
+                    assert_eq!((scales, pruned, out), want, "{cut:?} {method:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn runs_under_n_of_m_match_select() {
+        // Gemm-like runs (cols 1) and Conv-like ones (3 kernel positions), with a tail of rows.
+        for (units, rows, cols) in [(17, 10, 1), (9, 7, 3)] {
+            let run = rows * cols;
+            let layout = Layout {
+                units,
+                inner_units: units,
+                inner_stride: run,
+                outer_stride: 0,
+                rows,
+                row_stride: cols,
+                cols,
+            };
+            let v = values(units * run);
+            let r = raw(&v);
+            for (n, m) in [(2, 4), (1, 3), (1, 2), (3, 8), (6, 7)] {
+                let sel = select::n_of_m(&Weights { values: &v, layout: &layout }, n, m);
+                for method in [Renorm::L1, Renorm::L2] {
+                    let mut out = vec![0u8; r.len()];
+                    let rule = RunRule::NofM { n, m, rows, cols };
+                    let (scales, pruned) = runs(&r, run, &rule, method, &mut out);
+                    let want = generic(units, run, &r, &Rule::Mask(sel.keep.clone()), method);
+                    assert_eq!((scales, pruned, out), want, "{units}x{rows}x{cols} {n}:{m} {method:?}");
+                }
+            }
+        }
+    }
+}
