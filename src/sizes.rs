@@ -4,7 +4,7 @@
 //! Compressing a 400 MB model takes seconds, many times what pruning it takes, so the compressed size of
 //! a file over `EXACT_LIMIT` is estimated: `SAMPLES` blocks of `BLOCK` bytes, evenly spaced, are
 //! compressed one by one and their ratio applied to the whole file. Weight payloads are statistically
-//! alike along a file, so the estimate is within about a percent of `zstd FILE` (see the tests).
+//! alike along a file, so the estimate is within 2 % of `zstd FILE` (see the tests).
 
 use std::io::{Read, Write};
 use std::io::{Seek, SeekFrom};

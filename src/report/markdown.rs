@@ -9,7 +9,7 @@ use crate::sizes::SizeChange;
 /// What zeros buy, said once under every sweep and batch table.
 pub(crate) const ZEROS_NOTE: &str = "Zeros make the zstd-compressed file smaller but do not make the model \
 run any faster on a dense runtime: only sparse kernels skip them. The zstd size of a file over 16 MiB is \
-estimated from 16 evenly spaced blocks.";
+estimated from 24 evenly spaced blocks.";
 
 /// A value that was not measured.
 pub(crate) const MISSING: &str = "–";
