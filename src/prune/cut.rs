@@ -246,12 +246,12 @@ pub fn layer(ty: FloatType, raw: &[u8], k: usize) -> Result<Cut, NonFinite> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::prune::select::smallest;
 
     /// Deterministic pseudo-random weights with many exact ties and both signs of zero.
-    fn weights(n: usize, seed: u64, distinct: u32) -> Vec<f32> {
+    pub(crate) fn weights(n: usize, seed: u64, distinct: u32) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {
@@ -268,7 +268,7 @@ mod tests {
             .collect()
     }
 
-    fn raw(v: &[f32]) -> Vec<u8> {
+    pub(crate) fn raw(v: &[f32]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 

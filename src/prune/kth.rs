@@ -177,30 +177,9 @@ pub fn settle(k: u64, passes: &[Pass]) -> Option<Settled> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prune::cut::tests::{raw, weights};
     use crate::prune::cut::{self, Cut};
     use crate::prune::select::smallest;
-
-    /// Deterministic weights: `distinct` magnitudes (many exact ties when small), both signs.
-    fn weights(n: usize, seed: u64, distinct: u64) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let v = (x % distinct) as f32 / 13.0;
-                if x & 0x100 == 0 {
-                    -v
-                } else {
-                    v
-                }
-            })
-            .collect()
-    }
-
-    fn raw(v: &[f32]) -> Vec<u8> {
-        v.iter().flat_map(|x| x.to_le_bytes()).collect()
-    }
 
     /// The keep mask over all payloads of a settlement (as `streamed` turns it into cuts).
     fn mask(s: &Settled, raws: &[Vec<u8>]) -> Vec<bool> {
@@ -221,8 +200,11 @@ mod tests {
     fn a_sampled_window_settles_what_smallest_prunes() {
         // Sizes off the 16-key blocks, ties from few to none, 1 to 3 payloads.
         for (sizes, distinct) in [(vec![5000], 1_000_000), (vec![3001, 17, 4096], 40), (vec![70_001], 3)] {
-            let parts: Vec<Vec<f32>> =
-                sizes.iter().enumerate().map(|(i, n)| weights(*n, i as u64 + distinct, distinct)).collect();
+            let parts: Vec<Vec<f32>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| weights(*n, i as u64 + u64::from(distinct), distinct))
+                .collect();
             let raws: Vec<Vec<u8>> = parts.iter().map(|p| raw(p)).collect();
             let keys: Vec<u32> = parts.iter().flatten().map(|x| x.abs().to_bits()).collect();
             let total = keys.len() as u64;
