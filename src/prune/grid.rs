@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::onnx::tensor::FloatType;
 use crate::prune::cut::Cut;
 use crate::prune::grid_f32;
-use crate::prune::renorm::{magnitude, unit_scale, Renorm};
+use crate::prune::renorm::{kept_part, magnitude, unit_scale, Renorm};
 use crate::prune::targets::Layout;
 
 /// Elements per parallel task.
@@ -129,15 +129,13 @@ impl Grid {
         let per_task = (TASK / (self.rows * self.run).max(1)).clamp(1, self.units.max(1));
         let tasks: Vec<(usize, usize)> =
             (0..self.blocks).flat_map(|b| (0..self.units).step_by(per_task).map(move |u| (b, u))).collect();
-        // Adds element `i` to `sum`; returns 1 when it is pruned. Adding +0.0 for a pruned weight leaves
-        // the kept sum exactly as skipping it would (sums start at +0.0 and magnitudes are >= 0).
+        // Adds element `i` to `sum`; returns 1 when it is pruned.
         let add = |i: usize, sum: &mut (f64, f64)| -> usize {
             let v = value(&raw[i * size..(i + 1) * size]);
             let m = mag(v);
             let kept = keeps(i, v.abs().to_bits());
             sum.0 += m;
-            // m * 1.0 == m and m * 0.0 == +0.0 exactly: a product, not a branch the CPU mispredicts.
-            sum.1 += m * f64::from(u8::from(kept));
+            sum.1 += kept_part(m, kept);
             usize::from(!kept)
         };
         let parts: Vec<(Vec<(f64, f64)>, usize)> = tasks
@@ -227,8 +225,7 @@ impl Grid {
 }
 
 /// f32 elements of consecutive units (`run` each, scales from `scales[0]`), starting at flat index
-/// `first`: kept ones times their unit's scale (a scale of 1 leaves them as they are, as `v * 1.0 == v`
-/// for every finite v), the others +0.0.
+/// `first`, rescaled unit by unit as `grid_f32::rescale_run` does.
 #[inline]
 fn span_f32(
     src: &[u8],
@@ -239,13 +236,8 @@ fn span_f32(
     keeps: impl Fn(usize, u32) -> bool,
 ) {
     for (r, (o, e)) in dst.chunks_mut(run * 4).zip(src.chunks(run * 4)).enumerate() {
-        let s = scales[r];
         let base = first + r * run;
-        for (j, (o, e)) in o.chunks_exact_mut(4).zip(e.chunks_exact(4)).enumerate() {
-            let v = f32::from_le_bytes(e.try_into().expect("4 bytes"));
-            let w = if keeps(base + j, v.abs().to_bits()) { v * s } else { 0.0 };
-            o.copy_from_slice(&w.to_le_bytes());
-        }
+        grid_f32::rescale_run(e, o, scales[r], |j, k| keeps(base + j, k));
     }
 }
 

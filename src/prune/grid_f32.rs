@@ -8,7 +8,8 @@ use rayon::prelude::*;
 use wide::{f64x2, CmpGe};
 
 use super::cut::{Cut, INFINITE};
-use super::renorm::{magnitude, unit_scale, Renorm};
+use super::renorm::{kept_part, magnitude, unit_scale, Renorm};
+use super::select::place_in_group;
 
 /// Units summed in lockstep: their independent f64 sums hide the latency of each add.
 const LOCKSTEP: usize = 8;
@@ -153,14 +154,9 @@ fn n_of_m(keys: &[u32], n: usize, m: usize, rows: usize, cols: usize, mask: &mut
             for c in 0..cols {
                 for g in 0..rows / m {
                     let at = |t: usize| (g * m + t) * cols + c;
+                    let group: [u32; 16] = std::array::from_fn(|t| if t < m { keys[at(t)] } else { 0 });
                     for r in 0..m {
-                        let place: usize = (0..m)
-                            .map(|q| {
-                                let (a, b) = (keys[at(q)], keys[at(r)]);
-                                usize::from((a < b) | ((a == b) & (q > r)))
-                            })
-                            .sum();
-                        mask[at(r)] = 0u64.wrapping_sub(u64::from(place >= m - n));
+                        mask[at(r)] = 0u64.wrapping_sub(u64::from(place_in_group(&group[..m], r) >= m - n));
                     }
                 }
             }
@@ -171,11 +167,7 @@ fn n_of_m(keys: &[u32], n: usize, m: usize, rows: usize, cols: usize, mask: &mut
 /// `n_of_m` for a group size known when compiling, so each group's compares unroll.
 fn n_of_m_const<const M: usize>(keys: &[u32], n: usize, rows: usize, cols: usize, mask: &mut [u64]) {
     let k = M - n;
-    let decide = |group: [u32; M], r: usize| {
-        let place: usize =
-            (0..M).map(|q| usize::from((group[q] < group[r]) | ((group[q] == group[r]) & (q > r)))).sum();
-        0u64.wrapping_sub(u64::from(place >= k))
-    };
+    let decide = |group: [u32; M], r: usize| 0u64.wrapping_sub(u64::from(place_in_group(&group, r) >= k));
     if cols == 1 {
         // Groups of M consecutive elements (Gemm, MatMul): whole arrays, no index arithmetic.
         let whole = rows / M * M;
@@ -204,7 +196,7 @@ fn unit_sums(unit: &[u8], l2: bool, keeps: impl Fn(usize, u32) -> bool) -> (f64,
         let kept = keeps(j, v.to_bits() & 0x7fff_ffff);
         let m = magnitude(v, method);
         sum.0 += m;
-        sum.1 += m * f64::from(std::hint::black_box(u8::from(kept)));
+        sum.1 += kept_part(m, kept);
         sum.2 += usize::from(!kept);
     }
     sum
@@ -254,7 +246,7 @@ fn lockstep_sums(
 
 /// One unit's rescaled elements: kept ones times `s` (`v * 1.0 == v`), the others +0.0.
 #[inline]
-fn rescale_run(src: &[u8], dst: &mut [u8], s: f32, keeps: impl Fn(usize, u32) -> bool) {
+pub(crate) fn rescale_run(src: &[u8], dst: &mut [u8], s: f32, keeps: impl Fn(usize, u32) -> bool) {
     let (src, dst) = (src.as_chunks::<4>().0, dst.as_chunks_mut::<4>().0);
     for (j, (o, e)) in dst.iter_mut().zip(src).enumerate() {
         let v = f32::from_le_bytes(*e);

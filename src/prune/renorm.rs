@@ -57,6 +57,15 @@ pub fn magnitude(w: f32, method: Renorm) -> f64 {
     }
 }
 
+/// `m` if the weight is kept, else +0.0, for a unit's kept sum: adding +0.0 leaves the sum as skipping
+/// the weight would (sums start at +0.0 and magnitudes are >= 0). A product by 0 or 1, not a branch:
+/// whether a weight is kept is a coin toss for the CPU, and the compiler turns a plain select (or a
+/// product by a bool it can see) into a branch, so the flag passes through `black_box`.
+#[inline]
+pub fn kept_part(m: f64, kept: bool) -> f64 {
+    m * f64::from(std::hint::black_box(u8::from(kept)))
+}
+
 /// A unit's scale from the sums of `magnitude` over all its weights and over those kept (summed in
 /// the order of `Layout::unit_indices`).
 pub fn unit_scale(full: f64, kept: f64, method: Renorm) -> Option<f64> {

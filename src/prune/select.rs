@@ -131,16 +131,11 @@ pub fn n_of_m(w: &Weights, n: usize, m: usize) -> Selection {
                         keys[r] = key(w.values[idx[r]]);
                     }
                     if m <= 16 {
-                        // Short runs: an element's place in pruning order (smallest first, ties the
-                        // higher index first), counted directly; as `smallest` decides, without allocating.
-                        // Branch-free: which weights of a run go is a coin toss for the CPU.
+                        // Short runs: each element's place counted directly, without allocating.
                         let (mut out, mut count) = ([0usize; 16], 0);
-                        for r in 0..m {
-                            let place: usize = (0..m)
-                                .map(|q| usize::from((keys[q] < keys[r]) | ((keys[q] == keys[r]) & (q > r))))
-                                .sum();
-                            out[count] = idx[r];
-                            count += usize::from(place < k);
+                        for (r, i) in idx.iter().enumerate() {
+                            out[count] = *i;
+                            count += usize::from(place_in_group(&keys, r) < k);
                         }
                         pruned.extend_from_slice(&out[..count]);
                     } else {
@@ -161,6 +156,14 @@ pub fn n_of_m(w: &Weights, n: usize, m: usize) -> Selection {
         keep[i] = false;
     }
     Selection { keep, guarded: false, dense_tail: l.units * l.cols * tail_rows }
+}
+
+/// Where key `r` of an N:M group falls in pruning order (smallest first; ties, the higher index
+/// first): it is pruned when this is below `m - n`, as `smallest` decides. Counted without branches,
+/// since which weights of a group go is a coin toss for the CPU.
+#[inline]
+pub fn place_in_group(keys: &[u32], r: usize) -> usize {
+    keys.iter().enumerate().map(|(q, &k)| usize::from((k < keys[r]) | ((k == keys[r]) & (q > r)))).sum()
 }
 
 #[cfg(test)]
