@@ -617,6 +617,44 @@ fn non_finite_weights_are_refused_or_passed_through_unpruned() {
     assert!(payload_of(&out.join("m.onnx"), "Wbad") == payload_of(&p, "Wbad"));
 }
 
+/// Layer, unit and N:M scopes check values as each target is made: a non-finite weight met after a
+/// good target was written stops the write (nothing left behind) and is named as the scan names it.
+#[test]
+fn a_non_finite_weight_met_while_writing_leaves_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let d = case_dir(root.path(), "late-nan");
+    let mut bad = weights(12, 41);
+    bad[7] = f32::NAN;
+    let m = model(
+        vec![
+            gemm("fc_ok", "x", "Wok", "h"),
+            node("Relu", "relu", &["h"], &["r"], vec![]),
+            gemm("fc_bad", "r", "Wbad", "y"),
+        ],
+        vec![f32_tensor("Wok", &[4, 6], &weights(24, 40)), f32_tensor("Wbad", &[3, 4], &bad)],
+        vec![value_info("x", &[None, Some(6)], FLOAT)],
+        vec![value_info("y", &[None, Some(3)], FLOAT)],
+    );
+    let p = save_in(&d, "late.onnx", &m);
+    // Wok is 4 units of 6: half of it, or 2 of the first 4 of each unit (its last 2 stay dense).
+    let selectors = [
+        (&["--scope", "global"][..], 12),
+        (&["--scope", "layer"], 12),
+        (&["--scope", "unit"], 12),
+        (&["--pattern", "2:4"], 8),
+    ];
+    for (selector, pruned_count) in selectors {
+        refused(&p, selector, &["weight 'Wbad' holds NaN at element 7", "--allow-nonfinite"]);
+        let (r, out) = pruned(&p, &[selector, &["--allow-nonfinite"][..]].concat());
+        assert_eq!(target_weights(&r), vec!["Wok"], "{selector:?}");
+        assert_eq!(skipped(&r)[0].0, "Wbad", "{selector:?}");
+        assert_eq!(r["totals"]["pruned"], pruned_count, "{selector:?}");
+        let output = out.path().join("out.onnx");
+        assert!(payload_of(&output, "Wbad") == payload_of(&p, "Wbad"), "{selector:?}: the weight changed");
+        assert!(payload_of(&output, "Wok") != payload_of(&p, "Wok"), "{selector:?}: Wok was not pruned");
+    }
+}
+
 #[test]
 fn integer_and_shared_weights_are_skipped() {
     let root = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::onnx::file_bytes::FileBytes;
 use crate::onnx::model::{External, Model};
-use crate::onnx::write::{Patch, Patches, Produce};
+use crate::onnx::write::{write_patch, Patch, Produce};
 
 /// Resolves `location` against the model's folder. Absolute paths, `..`, and symlinks that lead out
 /// of the folder are refused: a model must not make renorm read files elsewhere.
@@ -120,11 +120,10 @@ pub fn copy_patched(
     produce: Produce,
 ) -> std::io::Result<()> {
     let mut src = std::io::BufReader::with_capacity(1 << 20, File::open(&file.source)?);
-    let mut patches = Patches::new(file.patches.iter().map(|(_, p)| p), produce);
     let mut pos = 0u64;
     for (range, patch) in &file.patches {
         std::io::copy(&mut (&mut src).take(range.start - pos), w)?;
-        patches.write(w, patch)?;
+        write_patch(w, patch, range.end - range.start, produce)?;
         src.seek_relative((range.end - range.start) as i64)?;
         pos = range.end;
     }

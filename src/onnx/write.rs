@@ -100,15 +100,15 @@ pub fn resolve(mut edits: Vec<Edit>) -> Vec<(Range<usize>, Vec<u8>)> {
 }
 
 /// New bytes for a range of a file: given, or produced when the writer reaches the range (a pruned
-/// payload of the same length, computed then so that only one is in memory at a time).
+/// payload of the same length, made and written piece by piece so that only a piece is in memory).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Patch {
     Bytes(Vec<u8>),
     Deferred(usize),
 }
 
-/// Makes the bytes of `Patch::Deferred(i)` into the buffer (cleared first).
-pub type Produce<'a> = &'a (dyn Fn(usize, &mut Vec<u8>) -> std::io::Result<()> + Sync);
+/// Makes the bytes of `Patch::Deferred(i)` and writes them to the writer given.
+pub type Produce<'a> = &'a (dyn Fn(usize, &mut (dyn Write + Send)) -> std::io::Result<()> + Sync);
 
 /// Streams `source` with `replacements` (sorted, non-overlapping) applied to `w`.
 pub fn write_patched(
@@ -117,62 +117,91 @@ pub fn write_patched(
     replacements: &[(Range<usize>, Patch)],
     produce: Produce,
 ) -> std::io::Result<()> {
-    let mut patches = Patches::new(replacements.iter().map(|(_, p)| p), produce);
     let mut pos = 0;
     for (range, patch) in replacements {
         w.write_all(&source[pos..range.start])?;
-        patches.write(w, patch)?;
+        write_patch(w, patch, range.len() as u64, produce)?;
         pos = range.end;
     }
     w.write_all(&source[pos..])
 }
 
-/// Writes patches in order; while one deferred patch is written, the next is made (on the other
-/// threads), so computing and writing overlap. Two buffers, reused: memory is twice the largest patch.
-pub struct Patches<'a> {
-    deferred: std::collections::VecDeque<usize>,
-    ready: Option<Vec<u8>>,
-    spare: Vec<u8>,
-    produce: Produce<'a>,
+/// Writes `patch`, replacing `len` bytes: a deferred one must produce exactly that many.
+pub fn write_patch(
+    w: &mut (dyn Write + Send),
+    patch: &Patch,
+    len: u64,
+    produce: Produce,
+) -> std::io::Result<()> {
+    match patch {
+        Patch::Bytes(bytes) => w.write_all(bytes),
+        Patch::Deferred(i) => {
+            let mut counted = Counted { inner: w, written: 0 };
+            produce(*i, &mut counted)?;
+            if counted.written != len {
+                return Err(std::io::Error::other(format!(
+                    "internal: payload {i} made {} bytes for {len}",
+                    counted.written
+                )));
+            }
+            Ok(())
+        }
+    }
 }
 
-impl<'a> Patches<'a> {
-    pub fn new<'p>(order: impl Iterator<Item = &'p Patch>, produce: Produce<'a>) -> Patches<'a> {
-        let deferred =
-            order.filter_map(|p| if let Patch::Deferred(i) = p { Some(*i) } else { None }).collect();
-        Patches { deferred, ready: None, spare: Vec::new(), produce }
+/// A writer that counts what passes.
+struct Counted<'a> {
+    inner: &'a mut (dyn Write + Send),
+    written: u64,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
     }
 
-    /// Writes `patch`, the next in the order given to `new`.
-    pub fn write(&mut self, w: &mut (dyn Write + Send), patch: &Patch) -> std::io::Result<()> {
-        let Patch::Deferred(i) = patch else {
-            let Patch::Bytes(bytes) = patch else { unreachable!() };
-            return w.write_all(bytes);
-        };
-        debug_assert_eq!(self.deferred.front(), Some(i));
-        self.deferred.pop_front();
-        let current = match self.ready.take() {
-            Some(b) => b,
-            None => {
-                let mut b = std::mem::take(&mut self.spare);
-                (self.produce)(*i, &mut b)?;
-                b
-            }
-        };
-        let produce = self.produce;
-        match self.deferred.front().copied() {
-            Some(next) => {
-                let mut buf = std::mem::take(&mut self.spare);
-                let (written, made) =
-                    rayon::join(|| w.write_all(&current), || produce(next, &mut buf).map(|_| buf));
-                written?;
-                self.ready = Some(made?);
-            }
-            None => w.write_all(&current)?,
-        }
-        self.spare = current;
-        Ok(())
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
+}
+
+/// Bytes a payload is made in at a time: the piece being made and the one being written stay in the
+/// cores' caches.
+const PIECE: usize = 1 << 20;
+
+/// `0..len` cut into pieces of about `PIECE` bytes, each starting at a multiple of `align`.
+pub fn pieces(len: usize, align: usize) -> Vec<Range<usize>> {
+    let step = (PIECE / align.max(1)).max(1) * align.max(1);
+    (0..len).step_by(step).map(|start| start..(start + step).min(len)).collect()
+}
+
+/// Writes `pieces` (consecutive byte ranges) of a payload that `make(range, buf)` makes into a
+/// buffer: while one piece is written, the next is made (on the other threads). Two buffers, reused;
+/// returns what `make` returned for each piece, in order.
+pub fn pipelined<T: Send>(
+    w: &mut (dyn Write + Send),
+    pieces: &[Range<usize>],
+    make: impl Fn(Range<usize>, &mut [u8]) -> T + Sync,
+) -> std::io::Result<Vec<T>> {
+    let cap = pieces.iter().map(|r| r.len()).max().unwrap_or(0);
+    let (mut current, mut next) = (vec![0u8; cap], vec![0u8; cap]);
+    let mut made = Vec::with_capacity(pieces.len());
+    let Some(first) = pieces.first() else { return Ok(made) };
+    made.push(make(first.clone(), &mut current[..first.len()]));
+    for pair in pieces.windows(2) {
+        let (this, following) = (&pair[0], &pair[1]);
+        let (written, m) = rayon::join(
+            || w.write_all(&current[..this.len()]),
+            || make(following.clone(), &mut next[..following.len()]),
+        );
+        written?;
+        made.push(m);
+        std::mem::swap(&mut current, &mut next);
+    }
+    w.write_all(&current[..pieces.last().expect("a piece").len()])?;
+    Ok(made)
 }
 
 /// A file being written beside its destination; it appears there only on `commit`, and vanishes if
@@ -259,6 +288,54 @@ pub fn remove_stale(output: &Path) {
         let unlocked = std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
         if unlocked && entry.file_type().is_ok_and(|t| t.is_file()) {
             let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_payload_in_order_at_multiples_of_align() {
+        for (len, align) in [(0, 4), (10, 4), (PIECE, 1), (3 * PIECE + 5, 24), (PIECE / 2, PIECE * 2)] {
+            let p = pieces(len, align);
+            assert_eq!(p.iter().map(|r| r.len()).sum::<usize>(), len, "{len} {align}");
+            assert!(p.windows(2).all(|w| w[0].end == w[1].start), "{len} {align}");
+            assert!(p.iter().all(|r| r.start % align == 0 && !r.is_empty()), "{len} {align}");
+            assert!(p.iter().all(|r| r.len() <= PIECE.max(align)), "{len} {align}");
+        }
+    }
+
+    #[test]
+    fn pipelined_writes_every_piece_in_order_and_returns_what_each_made() {
+        let payload: Vec<u8> = (0..3 * PIECE + 77).map(|i| (i * 7 % 251) as u8).collect();
+        let pieces = pieces(payload.len(), 12);
+        assert!(pieces.len() > 3);
+        let mut written = Vec::new();
+        let made = pipelined(&mut written, &pieces, |r, buf| {
+            buf.copy_from_slice(&payload[r.clone()]);
+            r.start
+        })
+        .unwrap();
+        assert!(written == payload);
+        assert_eq!(made, pieces.iter().map(|r| r.start).collect::<Vec<_>>());
+        assert!(pipelined(&mut written, &[], |_, _| ()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_deferred_patch_must_fill_its_range_exactly() {
+        let source = b"head.PAYLOAD.tail".to_vec();
+        let replacements = vec![(5..12, Patch::Deferred(0))];
+        let write = |made: &'static [u8]| {
+            let produce = move |_: usize, w: &mut (dyn Write + Send)| w.write_all(made);
+            let mut out = Vec::new();
+            write_patched(&mut out, &source, &replacements, &produce).map(|_| out)
+        };
+        assert_eq!(write(b"payload").unwrap(), b"head.payload.tail");
+        for wrong in [&b"short"[..], b"too long!"] {
+            let e = write(wrong).unwrap_err().to_string();
+            assert!(e.contains(&format!("made {} bytes for 7", wrong.len())), "{e}");
         }
     }
 }

@@ -67,29 +67,6 @@ impl Grid {
         self.units * self.run
     }
 
-    /// Prunes and rescales `raw` into `out` (as long as `raw`): `scales` then `apply`, or in one pass
-    /// for f32 units that are one run each under a cut (`grid_f32`). Returns the scales and how many
-    /// weights the rule prunes.
-    pub fn renormalize(
-        &self,
-        ty: FloatType,
-        raw: &[u8],
-        rule: &Rule,
-        method: Renorm,
-        out: &mut [u8],
-    ) -> (Vec<Option<f64>>, usize) {
-        match (ty, rule) {
-            (FloatType::F32, Rule::Cut(c)) if self.rows == 1 && self.blocks == 1 => {
-                grid_f32::runs(raw, self.run, &grid_f32::RunRule::Cut(*c), method, out)
-            }
-            _ => {
-                let (scales, pruned) = self.scales(ty, raw, rule, method);
-                self.apply(ty, raw, rule, &scales, out);
-                (scales, pruned)
-            }
-        }
-    }
-
     /// Every unit's scale, and how many weights the rule prunes.
     pub fn scales(
         &self,
@@ -184,15 +161,24 @@ impl Grid {
         (parts.into_iter().flat_map(|p| p.0).collect(), pruned)
     }
 
-    /// Writes the pruned and rescaled payload into `out` (as long as `raw`), exactly as
-    /// `FloatType::rescale` does element by element.
-    pub fn apply(&self, ty: FloatType, raw: &[u8], rule: &Rule, scales: &[Option<f64>], out: &mut [u8]) {
+    /// Writes the pruned and rescaled elements `[at, at + out.len() / size)` of the payload into `out`,
+    /// exactly as `FloatType::rescale` does element by element; `at` is a multiple of `run`.
+    pub fn apply(
+        &self,
+        ty: FloatType,
+        raw: &[u8],
+        rule: &Rule,
+        scales: &[Option<f64>],
+        at: usize,
+        out: &mut [u8],
+    ) {
         let size = ty.size();
         let line = self.line();
-        let per_task = (TASK / self.run.max(1)).max(1) * self.run;
+        // Whole runs per task, at least four tasks a piece.
+        let per_task = ((out.len() / size / 4).min(TASK) / self.run.max(1)).max(1) * self.run.max(1);
         let scales32: Vec<f32> = scales.iter().map(|s| s.unwrap_or(1.0) as f32).collect();
         out.par_chunks_mut(per_task * size).enumerate().for_each(|(t, out)| {
-            let first = t * per_task;
+            let first = at + t * per_task;
             let end = first + out.len() / size;
             let mut i = first;
             while i < end {
@@ -302,7 +288,7 @@ mod tests {
                     }
                 }
                 let mut out = vec![0u8; raw.len()];
-                g.apply(FloatType::F32, &raw, &rule, &got, &mut out);
+                g.apply(FloatType::F32, &raw, &rule, &got, 0, &mut out);
                 assert_eq!(out, expected, "{layout:?} {method:?}");
             }
         }

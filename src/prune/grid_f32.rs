@@ -27,6 +27,11 @@ fn least_kept(c: &Cut, start: usize, len: usize) -> Option<u32> {
     }
 }
 
+/// Bytes of a group of units that `runs` makes together: a piece it makes starts at a multiple.
+pub fn group(run: usize) -> usize {
+    LOCKSTEP * run * 4
+}
+
 /// Which weights of each run are kept.
 pub enum RunRule {
     /// A magnitude cut (global and layer scope).
@@ -37,29 +42,28 @@ pub enum RunRule {
 }
 
 /// Sums, scales and rescaled bytes of units of `run` f32 elements each, laid end to end in `raw`:
-/// `out` (as long as `raw`) gets the payload `Grid::apply` writes; returns the scales and how many
-/// weights were pruned.
-pub fn runs(
-    raw: &[u8],
-    run: usize,
-    rule: &RunRule,
-    method: Renorm,
-    out: &mut [u8],
-) -> (Vec<Option<f64>>, usize) {
-    assert_eq!(raw.len(), out.len());
-    if run == 0 || raw.is_empty() {
-        return (vec![None; if run == 0 { 0 } else { raw.len() / (4 * run) }], 0);
+/// `out` gets the bytes `Grid::apply` writes at `raw[at..at + out.len()]` (`at` and the length whole
+/// groups of `group(run)` bytes, or the length up to the end); returns those units' scales and how
+/// many of their weights were pruned.
+pub fn runs(raw: &[u8], run: usize, rule: &RunRule, method: Renorm, at: usize, out: &mut [u8]) -> Runs {
+    let src = &raw[at..at + out.len()];
+    if run == 0 || src.is_empty() {
+        let scales = vec![None; if run == 0 { 0 } else { src.len() / (4 * run) }];
+        return Runs { scales, pruned: 0, max_key: 0 };
     }
     let l2 = method == Renorm::L2;
-    let group = LOCKSTEP * run * 4;
-    let parts: Vec<(Vec<Option<f64>>, usize)> = raw
+    let group = group(run);
+    debug_assert!(
+        at.is_multiple_of(group) && (out.len().is_multiple_of(group) || at + out.len() == raw.len())
+    );
+    let parts: Vec<Runs> = src
         .par_chunks(group)
         .zip(out.par_chunks_mut(group))
         .enumerate()
         .map(|(g, (src, dst))| {
-            let first = g * LOCKSTEP * run;
+            let first = (at / group + g) * LOCKSTEP * run;
             let units = src.len() / (run * 4);
-            let keep = Keep::of(rule, src, first, run);
+            let (keep, max_key) = Keep::of(rule, src, first, run);
             let sums: Vec<(f64, f64, usize)> = match (&keep, units == LOCKSTEP) {
                 (Keep::Bounds(least), true) => {
                     let least: [f64x2; PAIRS] =
@@ -89,11 +93,23 @@ pub fn runs(
                     Keep::Masks(mask) => rescale_masked(e, o, s, &mask[q * run..(q + 1) * run]),
                 }
             }
-            (scales, sums.iter().map(|s| s.2).sum())
+            Runs { scales, pruned: sums.iter().map(|s| s.2).sum(), max_key }
         })
         .collect();
-    let pruned = parts.iter().map(|p| p.1).sum();
-    (parts.into_iter().flat_map(|p| p.0).collect(), pruned)
+    let pruned = parts.iter().map(|p| p.pruned).sum();
+    let max_key = parts.iter().map(|p| p.max_key).max().unwrap_or(0);
+    Runs { scales: parts.into_iter().flat_map(|p| p.scales).collect(), pruned, max_key }
+}
+
+/// What `runs` made of some units.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runs {
+    pub scales: Vec<Option<f64>>,
+    /// Weights pruned.
+    pub pruned: usize,
+    /// The largest key an N:M selection met (`>= cut::INFINITE` for a NaN or infinity); 0 under a
+    /// cut, which is settled on values already checked.
+    pub max_key: u32,
 }
 
 /// What a group of units keeps: per unit, the least key kept; or per element, all ones (kept) or zero.
@@ -103,21 +119,24 @@ enum Keep {
 }
 
 impl Keep {
-    fn of(rule: &RunRule, src: &[u8], first: usize, run: usize) -> Keep {
+    /// The group's keep rule, and the largest key it read (0 when it read none).
+    fn of(rule: &RunRule, src: &[u8], first: usize, run: usize) -> (Keep, u32) {
         let units = src.len() / (run * 4);
         let mut least = [0u32; LOCKSTEP];
         if let RunRule::Cut(c) = rule {
             let bounds: Vec<Option<u32>> = (0..units).map(|q| least_kept(c, first + q * run, run)).collect();
             if bounds.iter().all(Option::is_some) {
                 least[..units].copy_from_slice(&bounds.into_iter().flatten().collect::<Vec<_>>());
-                return Keep::Bounds(least);
+                return (Keep::Bounds(least), 0);
             }
         }
         let mut mask = vec![u64::MAX; units * run];
         let mut keys = vec![0u32; run];
+        let mut max = 0;
         for (q, unit) in src.chunks_exact(run * 4).enumerate() {
             for (k, b) in keys.iter_mut().zip(unit.as_chunks::<4>().0) {
                 *k = u32::from_le_bytes(*b) & 0x7fff_ffff;
+                max = max.max(*k);
             }
             let mask = &mut mask[q * run..(q + 1) * run];
             match *rule {
@@ -129,7 +148,7 @@ impl Keep {
                 RunRule::NofM { n, m, rows, cols } => n_of_m(&keys, n, m, rows, cols, mask),
             }
         }
-        Keep::Masks(mask)
+        (Keep::Masks(mask), max)
     }
 
     #[inline]
@@ -292,7 +311,7 @@ mod tests {
         let g = Grid { blocks: 1, rows: 1, units, run };
         let (scales, pruned) = g.scales(FloatType::F32, raw, rule, method);
         let mut out = vec![0u8; raw.len()];
-        g.apply(FloatType::F32, raw, rule, &scales, &mut out);
+        g.apply(FloatType::F32, raw, rule, &scales, 0, &mut out);
         (scales, pruned, out)
     }
 
@@ -308,7 +327,7 @@ mod tests {
                 let cut = Cut { threshold, equal_before };
                 for method in [Renorm::None, Renorm::L1, Renorm::L2] {
                     let mut out = vec![0u8; r.len()];
-                    let (scales, pruned) = runs(&r, run, &RunRule::Cut(cut), method, &mut out);
+                    let Runs { scales, pruned, .. } = runs(&r, run, &RunRule::Cut(cut), method, 0, &mut out);
                     let want = generic(units, run, &r, &Rule::Cut(cut), method);
                     assert_eq!((scales, pruned, out), want, "{cut:?} {method:?}");
                 }
@@ -337,7 +356,7 @@ mod tests {
                 for method in [Renorm::L1, Renorm::L2] {
                     let mut out = vec![0u8; r.len()];
                     let rule = RunRule::NofM { n, m, rows, cols };
-                    let (scales, pruned) = runs(&r, run, &rule, method, &mut out);
+                    let Runs { scales, pruned, .. } = runs(&r, run, &rule, method, 0, &mut out);
                     let want = generic(units, run, &r, &Rule::Mask(sel.keep.clone()), method);
                     assert_eq!((scales, pruned, out), want, "{units}x{rows}x{cols} {n}:{m} {method:?}");
                 }

@@ -14,15 +14,27 @@ use crate::prune::cut::{key, Settled};
 
 /// Elements per parallel task of the exact pass.
 const TASK: usize = 1 << 20;
+/// Elements per parallel task of `sample` (rounded up to whole strides).
+const SAMPLE_TASK: usize = 1 << 20;
 /// Keys kept inside the window, at most: beyond, the window settles nothing (many equal keys).
 const INSIDE_MIN_CAP: u64 = 1 << 20;
 
-/// Every `stride`-th key of a payload (from the middle of the first stride), appended to `out`.
+/// Every `stride`-th key of a payload (from the middle of the first stride), appended to `out`. Its
+/// reads are the first touch of a mapped payload's pages, whose faults cost more than the reads: the
+/// payload's parts are sampled in parallel.
 pub fn sample(ty: FloatType, raw: &[u8], stride: u64, out: &mut Vec<u32>) {
     let size = ty.size();
     let n = raw.len() / size;
     let stride = stride.max(1) as usize;
-    out.extend((stride / 2..n).step_by(stride).map(|i| key(ty, &raw[i * size..(i + 1) * size])));
+    let per_task = SAMPLE_TASK.div_ceil(stride) * stride;
+    let parts: Vec<Vec<u32>> = (0..n.div_ceil(per_task))
+        .into_par_iter()
+        .map(|t| {
+            let (start, end) = (t * per_task + stride / 2, ((t + 1) * per_task).min(n));
+            (start..end).step_by(stride).map(|i| key(ty, &raw[i * size..(i + 1) * size])).collect()
+        })
+        .collect();
+    parts.iter().for_each(|p| out.extend_from_slice(p));
 }
 
 /// The stride that samples keys out of `total`. More samples narrow the window (its share of the keys
@@ -117,12 +129,17 @@ fn pass_f32(raw: &[u8], lo: u32, hi: u32, cap: usize) -> Pass {
             any |= (k >= lo) & (k <= hi);
         }
         if any && !p.overflow {
+            // Every key is stored, and the length moves past those inside: no branch per key.
+            let len = p.inside.len();
+            p.inside.resize(len + 16, 0);
+            let slots = &mut p.inside[len..];
+            let mut kept = 0;
             for w in words {
                 let k = i32::from_le_bytes(*w) & i32::MAX;
-                if k >= lo && k <= hi {
-                    p.inside.push(k as u32);
-                }
+                slots[kept & 15] = k as u32;
+                kept += usize::from((k >= lo) & (k <= hi));
             }
+            p.inside.truncate(len + kept);
             p.overflow = p.inside.len() > cap;
         }
     }

@@ -336,7 +336,7 @@ pub fn prune_file(input: &Path, output: &Path, opts: &PruneOptions) -> Result<Pr
     Ok(report)
 }
 
-/// The streamed engine: payloads read in place, one target's output in memory at a time.
+/// The streamed engine: payloads read in place, a piece of one target's output in memory at a time.
 fn prune_streamed(
     model: &Model,
     plan: &Plan,
@@ -344,12 +344,21 @@ fn prune_streamed(
     opts: &PruneOptions,
     report: &mut PruneReport,
 ) -> Result<()> {
-    let scanned = streamed::scan(model, plan, opts)?;
-    report.skipped = [plan.skipped.as_slice(), &scanned.passed].concat();
-    report.totals = Totals::of(scanned.params(), scanned.pruned());
     write::remove_stale(output);
-    report.targets = scanned.write(model, output, &metadata_value(report), opts)?;
-    Ok(())
+    let mut check = streamed::Check::AsMade;
+    loop {
+        let scanned = streamed::scan(model, plan, opts, check)?;
+        report.skipped = [plan.skipped.as_slice(), &scanned.passed].concat();
+        report.totals = Totals::of(scanned.params(), scanned.pruned());
+        match scanned.write(model, output, &metadata_value(report), opts)? {
+            Some(targets) => {
+                report.targets = targets;
+                return Ok(());
+            }
+            // A non-finite value, met while writing: every target is checked first this time.
+            None => check = streamed::Check::First,
+        }
+    }
 }
 
 /// The in-memory engine: every target loaded, selected and renormalized at once (and calibrated).

@@ -2,6 +2,7 @@
 //! every external data file copied beside the output with its patches, all atomically.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::Mutex;
@@ -13,26 +14,52 @@ use crate::onnx::model::{Model, Payload, Tensor};
 use crate::onnx::tensor::FloatType;
 use crate::onnx::write::{self, AtomicFile, Edit, Patch, Produce};
 
+/// Why a deferred payload was not written: making it failed, or writing it.
+#[derive(Debug)]
+pub enum ProduceError {
+    Make(Error),
+    Write(std::io::Error),
+}
+
+impl From<Error> for ProduceError {
+    fn from(e: Error) -> Self {
+        ProduceError::Make(e)
+    }
+}
+
+impl From<std::io::Error> for ProduceError {
+    fn from(e: std::io::Error) -> Self {
+        ProduceError::Write(e)
+    }
+}
+
+/// Makes deferred payload `i` and writes it to the writer given.
+pub type Producer<'a> = &'a (dyn Fn(usize, &mut (dyn Write + Send)) -> Result<(), ProduceError> + Sync);
+
 /// Writes the output model (and new external-data files) with the changed payloads. A deferred payload
 /// (same length as the original, in raw_data or external data) is made by `produce` when the writer
-/// reaches it, so payloads are computed and written one at a time.
+/// reaches it, and written as it is made, so payloads are never all in memory.
 pub fn write_output(
     model: &Model,
     output: &Path,
     changed: Vec<(&Tensor, FloatType, Patch)>,
     extra: Vec<Edit>,
     meta: &str,
-    produce: &(dyn Fn(usize, &mut Vec<u8>) -> Result<()> + Sync),
+    produce: Producer,
 ) -> Result<()> {
-    // The first error of `produce`; the writer sees only that writing stopped.
+    // The first error of making a payload; the writer sees only that writing stopped.
     let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let produce_io = |i: usize, buf: &mut Vec<u8>| {
-        produce(i, buf).map_err(|e| {
-            failure.lock().expect("not poisoned").get_or_insert(e);
-            std::io::Error::other("a payload could not be made")
+    let produce_io = |i: usize, w: &mut (dyn Write + Send)| {
+        produce(i, w).map_err(|e| match e {
+            ProduceError::Write(e) => e,
+            ProduceError::Make(e) => {
+                failure.lock().expect("not poisoned").get_or_insert(e);
+                std::io::Error::other("a payload could not be made")
+            }
         })
     };
-    let written = write_all(model, output, changed, extra, meta, &produce_io);
+    // On a worker of the thread pool: the joins that overlap making and writing pieces stay there.
+    let written = rayon::scope(|_| write_all(model, output, changed, extra, meta, &produce_io));
     match failure.into_inner().expect("not poisoned") {
         Some(e) => Err(e),
         None => written,
@@ -40,8 +67,8 @@ pub fn write_output(
 }
 
 /// Nothing deferred: for callers that pass every payload as bytes.
-pub fn nothing_deferred(_: usize, _: &mut Vec<u8>) -> Result<()> {
-    Err(Error::Usage("internal: no deferred payloads here".to_string()))
+pub fn nothing_deferred(_: usize, _: &mut (dyn Write + Send)) -> Result<(), ProduceError> {
+    Err(ProduceError::Make(Error::Usage("internal: no deferred payloads here".to_string())))
 }
 
 fn write_all(
@@ -62,7 +89,8 @@ fn write_all(
             (Payload::Raw(range), Patch::Deferred(i)) => deferred.push((range.clone(), Patch::Deferred(i))),
             (_, Patch::Deferred(i)) => {
                 let mut raw = Vec::new();
-                produce(i, &mut raw).map_err(|e| Error::io(output, e))?;
+                write::write_patch(&mut raw, &Patch::Deferred(i), len as u64, produce)
+                    .map_err(|e| Error::io(output, e))?;
                 edits.extend(write::payload_edit(model, tensor, ty, raw))
             }
             (_, Patch::Bytes(raw)) => edits.extend(write::payload_edit(model, tensor, ty, raw)),

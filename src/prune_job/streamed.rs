@@ -1,27 +1,39 @@
 //! The streamed prune (`--renorm none|l1|l2`): payloads are read where they lie (the mapped model file,
-//! or a mapped window of an external data file) and only one target's output is in memory at a time.
+//! or a mapped window of an external data file) and only a piece of one target's output (about 1 MiB)
+//! is in memory at a time.
 //!
-//! 1. `scan`: what each target prunes is settled, and its values checked finite, in one pass over the
-//!    weights: the global threshold or each target's own (`prune::kth`, falling back to the histogram
-//!    passes of `prune::cut`); a `Cut` per target.
+//! 1. `scan`: how many weights each target prunes is settled before anything is written (the output's
+//!    metadata records it). Global scope settles the threshold here, in one pass over the weights that
+//!    also finds non-finite values (`prune::kth`, falling back to the histogram passes of `prune::cut`);
+//!    a `Cut` per target. Other scopes know their counts from the shapes alone.
 //! 2. `Scanned::write`: the writer copies the model and, reaching a target's payload, has it made: the
-//!    target's mask (its cut, or the unit/N:M selection of that target alone), per-unit scales and the
-//!    rescaled bytes (`prune::grid`, `prune::grid_f32` for f32 units that are one run each).
+//!    target's mask (its cut, the layer's own cut, or the unit/N:M selection of that target alone),
+//!    per-unit scales and the rescaled bytes (`prune::grid`, `prune::grid_f32` for f32 units that are
+//!    one run each), made and written piece by piece: making the next piece overlaps writing this one
+//!    (`write::pipelined`), and both stay in the cores' caches.
+//!
+//! Layer, unit and N:M scopes check values finite as each target is made (`Check::AsMade`): one read of
+//! the weights instead of two. Meeting a non-finite value there stops the write (its temporary file
+//! vanishes) and `prune_streamed` starts again with `Check::First`, which checks every target before
+//! writing, so errors and `--allow-nonfinite` name the first bad target in graph order, as before.
 //!
 //! The output is byte-identical to the in-memory path (`load`, `select`, `apply`), which stats and
 //! refit use; `tests/streamed.rs` compares the two.
 
+use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use rayon::prelude::*;
 
+use super::output::ProduceError;
 use super::{nothing_to_prune_error, target_report, PruneOptions, Scope, Selector};
 use crate::error::{Error, Result};
 use crate::onnx::model::{Model, Tensor};
 use crate::onnx::payload::{self, View};
 use crate::onnx::tensor::{decode_raw, FloatType};
-use crate::onnx::write::Patch;
+use crate::onnx::write::{self, Patch};
 use crate::prune::cut::{self, Cut, NonFinite};
 use crate::prune::grid::{Grid, Rule};
 use crate::prune::grid_f32::{self, RunRule};
@@ -36,8 +48,13 @@ pub struct Work<'m> {
     pub target: Target,
     pub tensor: &'m Tensor,
     pub params: usize,
-    /// Global scope: the target's cut (None when the collapse guard prunes it at layer scope).
+    /// Global scope: the target's cut. None: settled by `make` at layer scope (layer scope, or the
+    /// collapse guard of global scope).
     cut: Option<Cut>,
+    /// Global scope: the collapse guard prunes this target at layer scope.
+    guarded: bool,
+    /// Its values are still to be checked finite (`Check::AsMade`).
+    unchecked: bool,
     /// How many weights its mask prunes (known before any is written, for the metadata).
     pub pruned: usize,
 }
@@ -48,39 +65,56 @@ pub struct Scanned<'m> {
     pub passed: Vec<Skipped>,
 }
 
-/// Checks every target's payload and values, and settles what each prunes: the global threshold, or
-/// each target's own (layer scope), in one pass over the weights that also finds non-finite values.
-pub fn scan<'m>(model: &'m Model, plan: &Plan, opts: &PruneOptions) -> Result<Scanned<'m>> {
+/// When the values of layer, unit and N:M targets are checked finite (global scope checks them in its
+/// scan either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// As each target is made; a non-finite value stops the write (`Scanned::write` gives None).
+    AsMade,
+    /// Every target before anything is written.
+    First,
+}
+
+/// Checks every target's payload and settles how many weights each prunes: for global scope the
+/// threshold, in one pass over the weights that also finds non-finite values.
+pub fn scan<'m>(model: &'m Model, plan: &Plan, opts: &PruneOptions, check: Check) -> Result<Scanned<'m>> {
     let mut work = Vec::new();
     for t in &plan.targets {
         let tensor = super::tensor_of(model, t.source);
         let raw = payload::view(model, tensor, t.dtype)?;
         let params = raw.len() / t.dtype.size();
-        work.push(Work { target: t.clone(), tensor, params, cut: None, pruned: 0 });
+        let global = matches!(opts.selector, Selector::Sparsity { scope: Scope::Global, .. });
+        let unchecked = check == Check::AsMade && !global;
+        work.push(Work {
+            target: t.clone(),
+            tensor,
+            params,
+            cut: None,
+            guarded: false,
+            unchecked,
+            pruned: 0,
+        });
     }
     let mut scanned = Scanned { work, passed: Vec::new() };
-    match opts.selector {
-        Selector::Sparsity { sparsity, scope: Scope::Global } => {
-            scanned.settle_global(model, sparsity, opts.allow_nonfinite)?
-        }
-        Selector::Sparsity { sparsity, scope: Scope::Layer } => {
-            scanned.each_checked(model, opts.allow_nonfinite, |w, raw| {
-                let k = prune_count(sparsity, w.params);
-                w.cut = Some(cut::layer(w.target.dtype, raw, k)?);
-                w.pruned = k;
-                Ok(())
-            })?
+    let pruned = |w: &Work| match opts.selector {
+        Selector::Sparsity { sparsity, scope: Scope::Global | Scope::Layer } => {
+            prune_count(sparsity, w.params)
         }
         Selector::Sparsity { sparsity, scope: Scope::Unit } => {
-            scanned.each_checked(model, opts.allow_nonfinite, |w, raw| {
-                let l = &w.target.layout;
-                w.pruned = l.units * prune_count(sparsity, l.fan_in());
-                finite(w.target.dtype, raw)
-            })?
+            w.target.layout.units * prune_count(sparsity, w.target.layout.fan_in())
         }
-        Selector::Pattern { n, m } => scanned.each_checked(model, opts.allow_nonfinite, |w, raw| {
+        Selector::Pattern { n, m } => {
             let l = &w.target.layout;
-            w.pruned = l.units * l.cols * (l.rows / m) * (m - n);
+            l.units * l.cols * (l.rows / m) * (m - n)
+        }
+    };
+    match (opts.selector, check) {
+        (Selector::Sparsity { sparsity, scope: Scope::Global }, _) => {
+            scanned.settle_global(model, sparsity, opts.allow_nonfinite)?
+        }
+        (_, Check::AsMade) => scanned.work.iter_mut().for_each(|w| w.pruned = pruned(w)),
+        (_, Check::First) => scanned.each_checked(model, opts.allow_nonfinite, |w, raw| {
+            w.pruned = pruned(w);
             finite(w.target.dtype, raw)
         })?,
     }
@@ -202,6 +236,7 @@ impl<'m> Scanned<'m> {
             // The collapse guard: a target the threshold would zero entirely is pruned at layer scope.
             if w.params > 0 && w.pruned == w.params && prune_count(s, w.params) < w.params {
                 w.cut = None;
+                w.guarded = true;
                 w.pruned = prune_count(s, w.params);
             }
         }
@@ -237,7 +272,6 @@ fn raw_value(w: &Work, raw: &[u8], at: usize) -> String {
 /// What making one target's payload gave, for its report.
 struct Made {
     scales: Vec<Option<f64>>,
-    guarded: bool,
     dense_tail: usize,
 }
 
@@ -251,17 +285,24 @@ impl Scanned<'_> {
     }
 
     /// Writes the output, making each target's payload as the writer reaches it, and reports them.
+    /// None: a value still to be checked was not finite, and nothing was written.
     pub fn write(
         &self,
         model: &Model,
         output: &Path,
         meta: &str,
         opts: &PruneOptions,
-    ) -> Result<Vec<TargetReport>> {
+    ) -> Result<Option<Vec<TargetReport>>> {
         let made: Mutex<Vec<Option<Made>>> = Mutex::new((0..self.work.len()).map(|_| None).collect());
-        let produce = |i: usize, buf: &mut Vec<u8>| -> Result<()> {
-            let m = self.make(model, &self.work[i], opts, buf)?;
-            made.lock().expect("not poisoned")[i] = Some(m);
+        let non_finite = AtomicBool::new(false);
+        let produce = |i: usize, w: &mut (dyn Write + Send)| -> std::result::Result<(), ProduceError> {
+            match self.make(model, &self.work[i], opts, w)? {
+                Some(m) => made.lock().expect("not poisoned")[i] = Some(m),
+                None => {
+                    non_finite.store(true, Ordering::Relaxed);
+                    return Err(Error::Failed("a non-finite value stopped the write".into()).into());
+                }
+            }
             Ok(())
         };
         let changed = self
@@ -270,75 +311,122 @@ impl Scanned<'_> {
             .enumerate()
             .map(|(i, w)| (w.tensor, w.target.dtype, Patch::Deferred(i)))
             .collect();
-        super::write_output(model, output, changed, Vec::new(), meta, &produce)?;
+        let written = super::write_output(model, output, changed, Vec::new(), meta, &produce);
+        if non_finite.into_inner() {
+            return Ok(None);
+        }
+        written?;
         let made = made.into_inner().expect("not poisoned");
-        Ok(self
-            .work
-            .iter()
-            .zip(made)
-            .map(|(w, m)| {
-                let m = m.expect("every payload was made");
-                target_report(&w.target, w.tensor, w.params, w.pruned, &m.scales, m.guarded, m.dense_tail)
-            })
-            .collect())
+        Ok(Some(
+            self.work
+                .iter()
+                .zip(made)
+                .map(|(w, m)| {
+                    let m = m.expect("every payload was made");
+                    target_report(&w.target, w.tensor, w.params, w.pruned, &m.scales, w.guarded, m.dense_tail)
+                })
+                .collect(),
+        ))
     }
 
-    /// One target's pruned and rescaled payload.
-    fn make(&self, model: &Model, w: &Work, opts: &PruneOptions, out: &mut Vec<u8>) -> Result<Made> {
+    /// Makes one target's pruned and rescaled payload and writes it to `w`, piece by piece; None
+    /// (nothing written) if its values, still to be checked, are not all finite.
+    fn make(
+        &self,
+        model: &Model,
+        w: &Work,
+        opts: &PruneOptions,
+        out: &mut (dyn Write + Send),
+    ) -> std::result::Result<Option<Made>, ProduceError> {
         let ty = w.target.dtype;
         let raw = payload::view(model, w.tensor, ty)?;
         let layout = &w.target.layout;
-        let (mut guarded, mut dense_tail) = (false, 0);
         let internal = |what: String| {
             Error::model(&model.path, format!("internal: weight '{}' {what}", w.target.weight))
         };
-        let check = |pruned: usize| {
-            if pruned == w.pruned {
-                Ok(())
-            } else {
-                Err(internal(format!("pruned {pruned} weights, {} expected", w.pruned)))
+        let cut = match (opts.selector, w.cut) {
+            (_, Some(c)) => Some(c),
+            (Selector::Sparsity { sparsity, scope: Scope::Global | Scope::Layer }, None) => {
+                match cut::layer(ty, &raw, prune_count(sparsity, w.params)) {
+                    Ok(c) => Some(c),
+                    Err(_) if w.unchecked => return Ok(None),
+                    Err(_) => return Err(internal("became non-finite".into()).into()),
+                }
             }
+            _ => None,
         };
         let grid = Grid::of(layout, w.params);
-        // Every byte is written below: a reused buffer keeps its old bytes until then.
-        out.resize(raw.len(), 0);
-        if let (Selector::Pattern { n, m }, Some(g), FloatType::F32) = (opts.selector, grid, ty) {
-            if g.rows == 1 && g.blocks == 1 && m <= 16 {
-                // N:M on f32 units that are one run each: masks made per group of units, in cache.
-                let rule = RunRule::NofM { n, m, rows: layout.rows, cols: layout.cols };
-                let (scales, pruned) = grid_f32::runs(&raw, g.run, &rule, opts.renorm, out);
-                check(pruned)?;
-                return Ok(Made {
-                    scales,
-                    guarded,
-                    dense_tail: layout.units * layout.cols * (layout.rows % m),
-                });
+        let run_rule = match (opts.selector, cut, grid, ty) {
+            (_, _, Some(g), FloatType::F32) if g.rows > 1 || g.blocks > 1 => None,
+            (_, Some(c), Some(_), FloatType::F32) => Some(RunRule::Cut(c)),
+            (Selector::Pattern { n, m }, None, Some(_), FloatType::F32) if m <= 16 => {
+                Some(RunRule::NofM { n, m, rows: layout.rows, cols: layout.cols })
             }
+            _ => None,
+        };
+        // Layer cuts find non-finite values as they select, and N:M runs as they select (a write that
+        // meets one is dropped whole); other rules check first.
+        if w.unchecked && cut.is_none() && run_rule.is_none() && finite(ty, &raw).is_err() {
+            return Ok(None);
         }
-        let rule = match (opts.selector, w.cut) {
-            (Selector::Sparsity { scope: Scope::Global | Scope::Layer, .. }, Some(c)) => Rule::Cut(c),
-            (Selector::Sparsity { sparsity, scope: Scope::Global | Scope::Layer }, None) => {
-                guarded = true;
-                let k = prune_count(sparsity, w.params);
-                Rule::Cut(cut::layer(ty, &raw, k).map_err(|_| internal("became non-finite".into()))?)
+        let (scales, pruned, dense_tail) = match (run_rule, grid) {
+            (Some(rule), Some(g)) => {
+                // f32 units that are one run each: selected, summed and rescaled in cache.
+                let pieces = write::pieces(raw.len(), grid_f32::group(g.run));
+                let parts = write::pipelined(out, &pieces, |r, buf| {
+                    grid_f32::runs(&raw, g.run, &rule, opts.renorm, r.start, buf)
+                })?;
+                if parts.iter().any(|p| p.max_key >= cut::INFINITE) {
+                    return if w.unchecked {
+                        Ok(None)
+                    } else {
+                        Err(internal("became non-finite".into()).into())
+                    };
+                }
+                let pruned = parts.iter().map(|p| p.pruned).sum();
+                let dense_tail = match rule {
+                    RunRule::NofM { m, .. } => layout.units * layout.cols * (layout.rows % m),
+                    RunRule::Cut(_) => 0,
+                };
+                (parts.into_iter().flat_map(|p| p.scales).collect(), pruned, dense_tail)
             }
-            (Selector::Sparsity { sparsity, scope: Scope::Unit }, _) => {
-                let values = decode_raw(ty, &raw);
-                Rule::Mask(select::unit(&Weights { values: &values, layout }, sparsity).keep)
-            }
-            (Selector::Pattern { n, m }, _) => {
-                let values = decode_raw(ty, &raw);
-                let sel = select::n_of_m(&Weights { values: &values, layout }, n, m);
-                dense_tail = sel.dense_tail;
-                Rule::Mask(sel.keep)
+            _ => {
+                let (rule, dense_tail) = match (opts.selector, cut) {
+                    (_, Some(c)) => (Rule::Cut(c), 0),
+                    (Selector::Sparsity { sparsity, .. }, None) => {
+                        let values = decode_raw(ty, &raw);
+                        (Rule::Mask(select::unit(&Weights { values: &values, layout }, sparsity).keep), 0)
+                    }
+                    (Selector::Pattern { n, m }, None) => {
+                        let values = decode_raw(ty, &raw);
+                        let sel = select::n_of_m(&Weights { values: &values, layout }, n, m);
+                        (Rule::Mask(sel.keep), sel.dense_tail)
+                    }
+                };
+                let (scales, pruned) = match grid {
+                    Some(grid) => {
+                        let (scales, pruned) = grid.scales(ty, &raw, &rule, opts.renorm);
+                        let size = ty.size();
+                        let pieces = write::pieces(raw.len(), grid.run.max(1) * size);
+                        write::pipelined(out, &pieces, |r, buf| {
+                            grid.apply(ty, &raw, &rule, &scales, r.start / size, buf)
+                        })?;
+                        (scales, pruned)
+                    }
+                    None => {
+                        let mut buf = Vec::new();
+                        let made = by_units(ty, &raw, &rule, w, opts.renorm, &mut buf);
+                        out.write_all(&buf)?;
+                        made
+                    }
+                };
+                (scales, pruned, dense_tail)
             }
         };
-        let (scales, pruned) = match grid {
-            Some(grid) => grid.renormalize(ty, &raw, &rule, opts.renorm, out),
-            None => by_units(ty, &raw, &rule, w, opts.renorm, out),
-        };
-        check(pruned)?;
-        Ok(Made { scales, guarded, dense_tail })
+        if pruned != w.pruned {
+            return Err(internal(format!("pruned {pruned} weights, {} expected", w.pruned)).into());
+        }
+        Ok(Some(Made { scales, dense_tail }))
     }
 }
 
