@@ -5,7 +5,7 @@
 //! masks, never branches, since whether a weight is kept is a coin toss for the CPU.
 
 use rayon::prelude::*;
-use wide::{f64x2, CmpGe};
+use wide::{f64x2, i32x4, CmpGe, CmpGt, CmpLt};
 
 use super::cut::{Cut, INFINITE};
 use super::renorm::{kept_part, magnitude, unit_scale, Renorm};
@@ -49,9 +49,8 @@ pub fn runs(raw: &[u8], run: usize, rule: &RunRule, method: Renorm, at: usize, o
     let src = &raw[at..at + out.len()];
     if run == 0 || src.is_empty() {
         let scales = vec![None; if run == 0 { 0 } else { src.len() / (4 * run) }];
-        return Runs { scales, pruned: 0, max_key: 0 };
+        return Runs { scales, pruned: 0, non_finite: false };
     }
-    let l2 = method == Renorm::L2;
     let group = group(run);
     debug_assert!(
         at.is_multiple_of(group) && (out.len().is_multiple_of(group) || at + out.len() == raw.len())
@@ -60,45 +59,63 @@ pub fn runs(raw: &[u8], run: usize, rule: &RunRule, method: Renorm, at: usize, o
         .par_chunks(group)
         .zip(out.par_chunks_mut(group))
         .enumerate()
-        .map(|(g, (src, dst))| {
-            let first = (at / group + g) * LOCKSTEP * run;
-            let units = src.len() / (run * 4);
-            let (keep, max_key) = Keep::of(rule, src, first, run);
-            let sums: Vec<(f64, f64, usize)> = match (&keep, units == LOCKSTEP) {
-                (Keep::Bounds(least), true) => {
-                    let least: [f64x2; PAIRS] =
-                        std::array::from_fn(|p| f64x2::from([bound(least[2 * p]), bound(least[2 * p + 1])]));
-                    lockstep_sums(src, run, l2, |p, _, v| v.cmp_ge(least[p])).to_vec()
-                }
-                (Keep::Masks(mask), true) => {
-                    let rows: [&[u64]; LOCKSTEP] = std::array::from_fn(|q| &mask[q * run..(q + 1) * run]);
-                    lockstep_sums(src, run, l2, |p, j, _| {
-                        f64x2::from([f64::from_bits(rows[2 * p][j]), f64::from_bits(rows[2 * p + 1][j])])
-                    })
-                    .to_vec()
-                }
-                _ => (0..units)
-                    .map(|q| {
-                        unit_sums(&src[q * run * 4..(q + 1) * run * 4], l2, |j, k| keep.keeps(q, j, k, run))
-                    })
-                    .collect(),
-            };
-            let scales: Vec<Option<f64>> = sums.iter().map(|s| unit_scale(s.0, s.1, method)).collect();
-            for (q, ((s, e), o)) in
-                scales.iter().zip(src.chunks_exact(run * 4)).zip(dst.chunks_exact_mut(run * 4)).enumerate()
-            {
-                let s = s.unwrap_or(1.0) as f32;
-                match &keep {
-                    Keep::Bounds(least) => rescale_run(e, o, s, |_, k| k >= least[q]),
-                    Keep::Masks(mask) => rescale_masked(e, o, s, &mask[q * run..(q + 1) * run]),
-                }
-            }
-            Runs { scales, pruned: sums.iter().map(|s| s.2).sum(), max_key }
-        })
+        // Mask and key buffers reused from group to group.
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(mask, keys), (g, (src, dst))| {
+                let first = (at / group + g) * LOCKSTEP * run;
+                one_group(rule, method, src, dst, first, run, mask, keys)
+            },
+        )
         .collect();
     let pruned = parts.iter().map(|p| p.pruned).sum();
-    let max_key = parts.iter().map(|p| p.max_key).max().unwrap_or(0);
-    Runs { scales: parts.into_iter().flat_map(|p| p.scales).collect(), pruned, max_key }
+    let non_finite = parts.iter().any(|p| p.non_finite);
+    Runs { scales: parts.into_iter().flat_map(|p| p.scales).collect(), pruned, non_finite }
+}
+
+/// `runs` of one group of up to `LOCKSTEP` units, the first at flat element `first`.
+#[allow(clippy::too_many_arguments)]
+fn one_group(
+    rule: &RunRule,
+    method: Renorm,
+    src: &[u8],
+    dst: &mut [u8],
+    first: usize,
+    run: usize,
+    mask: &mut Vec<u64>,
+    keys: &mut Vec<u32>,
+) -> Runs {
+    let l2 = method == Renorm::L2;
+    let units = src.len() / (run * 4);
+    let (keep, non_finite) = Keep::of(rule, src, first, run, mask, keys);
+    let sums: Vec<(f64, f64, usize)> = match (&keep, units == LOCKSTEP) {
+        (Keep::Bounds(least), true) => {
+            let least: [f64x2; PAIRS] =
+                std::array::from_fn(|p| f64x2::from([bound(least[2 * p]), bound(least[2 * p + 1])]));
+            lockstep_sums(src, run, l2, |p, _, v| v.cmp_ge(least[p])).to_vec()
+        }
+        (Keep::Masks(mask), true) => {
+            let rows: [&[u64]; LOCKSTEP] = std::array::from_fn(|q| &mask[q * run..(q + 1) * run]);
+            lockstep_sums(src, run, l2, |p, j, _| {
+                f64x2::from([f64::from_bits(rows[2 * p][j]), f64::from_bits(rows[2 * p + 1][j])])
+            })
+            .to_vec()
+        }
+        _ => (0..units)
+            .map(|q| unit_sums(&src[q * run * 4..(q + 1) * run * 4], l2, |j, k| keep.keeps(q, j, k, run)))
+            .collect(),
+    };
+    let scales: Vec<Option<f64>> = sums.iter().map(|s| unit_scale(s.0, s.1, method)).collect();
+    for (q, ((s, e), o)) in
+        scales.iter().zip(src.chunks_exact(run * 4)).zip(dst.chunks_exact_mut(run * 4)).enumerate()
+    {
+        let s = s.unwrap_or(1.0) as f32;
+        match &keep {
+            Keep::Bounds(least) => rescale_run(e, o, s, |_, k| k >= least[q]),
+            Keep::Masks(mask) => rescale_masked(e, o, s, &mask[q * run..(q + 1) * run]),
+        }
+    }
+    Runs { scales, pruned: sums.iter().map(|s| s.2).sum(), non_finite }
 }
 
 /// What `runs` made of some units.
@@ -107,48 +124,56 @@ pub struct Runs {
     pub scales: Vec<Option<f64>>,
     /// Weights pruned.
     pub pruned: usize,
-    /// The largest key an N:M selection met (`>= cut::INFINITE` for a NaN or infinity); 0 under a
-    /// cut, which is settled on values already checked.
-    pub max_key: u32,
+    /// An N:M selection met a NaN or infinity (a cut is settled on values already checked).
+    pub non_finite: bool,
 }
 
 /// What a group of units keeps: per unit, the least key kept; or per element, all ones (kept) or zero.
-enum Keep {
+enum Keep<'a> {
     Bounds([u32; LOCKSTEP]),
-    Masks(Vec<u64>),
+    Masks(&'a [u64]),
 }
 
-impl Keep {
-    /// The group's keep rule, and the largest key it read (0 when it read none).
-    fn of(rule: &RunRule, src: &[u8], first: usize, run: usize) -> (Keep, u32) {
+impl<'a> Keep<'a> {
+    /// The group's keep rule, and whether a key it read was a NaN or infinity (cuts read none).
+    /// `mask` and `keys` are buffers reused from group to group: every mask element is written.
+    fn of(
+        rule: &RunRule,
+        src: &[u8],
+        first: usize,
+        run: usize,
+        mask: &'a mut Vec<u64>,
+        keys: &mut Vec<u32>,
+    ) -> (Keep<'a>, bool) {
         let units = src.len() / (run * 4);
         let mut least = [0u32; LOCKSTEP];
         if let RunRule::Cut(c) = rule {
             let bounds: Vec<Option<u32>> = (0..units).map(|q| least_kept(c, first + q * run, run)).collect();
             if bounds.iter().all(Option::is_some) {
                 least[..units].copy_from_slice(&bounds.into_iter().flatten().collect::<Vec<_>>());
-                return (Keep::Bounds(least), 0);
+                return (Keep::Bounds(least), false);
             }
         }
-        let mut mask = vec![u64::MAX; units * run];
-        let mut keys = vec![0u32; run];
-        let mut max = 0;
+        mask.resize(units * run, 0);
+        keys.resize(run, 0);
+        // Bit 31 of a key plus 2^23 is set from `INFINITE` up: one add and one or per key.
+        let mut beyond = 0u32;
         for (q, unit) in src.chunks_exact(run * 4).enumerate() {
             for (k, b) in keys.iter_mut().zip(unit.as_chunks::<4>().0) {
                 *k = u32::from_le_bytes(*b) & 0x7fff_ffff;
-                max = max.max(*k);
+                beyond |= k.wrapping_add(0x0080_0000);
             }
             let mask = &mut mask[q * run..(q + 1) * run];
             match *rule {
                 RunRule::Cut(c) => {
-                    for (j, (m, k)) in mask.iter_mut().zip(&keys).enumerate() {
+                    for (j, (m, k)) in mask.iter_mut().zip(keys.iter()).enumerate() {
                         *m = 0u64.wrapping_sub(u64::from(c.keeps(first + q * run + j, *k)));
                     }
                 }
-                RunRule::NofM { n, m, rows, cols } => n_of_m(&keys, n, m, rows, cols, mask),
+                RunRule::NofM { n, m, rows, cols } => n_of_m(keys, n, m, rows, cols, mask),
             }
         }
-        (Keep::Masks(mask), max)
+        (Keep::Masks(&mask[..units * run]), beyond >> 31 != 0)
     }
 
     #[inline]
@@ -164,6 +189,8 @@ impl Keep {
 /// (ties: the higher index goes first), as `select::n_of_m` decides. Branch-free: which weights of a
 /// group go is a coin toss for the CPU.
 fn n_of_m(keys: &[u32], n: usize, m: usize, rows: usize, cols: usize, mask: &mut [u64]) {
+    // A tail of fewer than m rows is kept.
+    mask[rows / m * m * cols..rows * cols].fill(u64::MAX);
     match m {
         2 => n_of_m_const::<2>(keys, n, rows, cols, mask),
         4 => n_of_m_const::<4>(keys, n, rows, cols, mask),
@@ -186,24 +213,82 @@ fn n_of_m(keys: &[u32], n: usize, m: usize, rows: usize, cols: usize, mask: &mut
 /// `n_of_m` for a group size known when compiling, so each group's compares unroll.
 fn n_of_m_const<const M: usize>(keys: &[u32], n: usize, rows: usize, cols: usize, mask: &mut [u64]) {
     let k = M - n;
-    let decide = |group: [u32; M], r: usize| 0u64.wrapping_sub(u64::from(place_in_group(&group, r) >= k));
+    let masks = |group: [u32; M]| -> [u64; M] {
+        if M == 4 && (1..4).contains(&k) {
+            let four = masks_of_4(group[..4].try_into().expect("4 keys"), k);
+            std::array::from_fn(|r| four[r])
+        } else {
+            std::array::from_fn(|r| 0u64.wrapping_sub(u64::from(place_in_group(&group, r) >= k)))
+        }
+    };
     if cols == 1 {
         // Groups of M consecutive elements (Gemm, MatMul): whole arrays, no index arithmetic.
         let whole = rows / M * M;
-        for (g, out) in keys[..whole].as_chunks::<M>().0.iter().zip(mask[..whole].as_chunks_mut::<M>().0) {
-            *out = std::array::from_fn(|r| decide(*g, r));
+        let mut done = 0;
+        if M == 4 && (1..4).contains(&k) {
+            // Four groups at a time, one per vector lane.
+            done = whole / 16 * 16;
+            let quads = keys[..done].as_chunks::<16>().0.iter().zip(mask[..done].as_chunks_mut::<16>().0);
+            for (g, out) in quads {
+                *out = masks_of_4x4(g, k);
+            }
+        }
+        let groups = keys[done..whole].as_chunks::<M>().0.iter();
+        for (g, out) in groups.zip(mask[done..whole].as_chunks_mut::<M>().0) {
+            *out = masks(*g);
         }
         return;
     }
     for c in 0..cols {
         for g in 0..rows / M {
             let base = g * M * cols + c;
-            let group: [u32; M] = std::array::from_fn(|t| keys[base + t * cols]);
-            for r in 0..M {
-                mask[base + r * cols] = decide(group, r);
+            let group = masks(std::array::from_fn(|t| keys[base + t * cols]));
+            for (r, m) in group.into_iter().enumerate() {
+                mask[base + r * cols] = m;
             }
         }
     }
+}
+
+/// `masks_of_4` of four consecutive groups of four keys, the groups in the lanes of 32-bit vectors:
+/// place `r` goes before place `q < r` when its key is smaller, or equal (the higher index first), so
+/// six compares give every place's count of keys going before it. Keys are below 2^31: signed
+/// compares, which SSE2 has, order them.
+fn masks_of_4x4(keys: &[u32; 16], k: usize) -> [u64; 16] {
+    let v: [i32x4; 4] = std::array::from_fn(|r| {
+        i32x4::from([keys[r] as i32, keys[4 + r] as i32, keys[8 + r] as i32, keys[12 + r] as i32])
+    });
+    // first(q, r), q < r: all ones where key q goes before key r (strictly smaller).
+    let first = |q: usize, r: usize| v[q].cmp_lt(v[r]);
+    let (f01, f02, f03, f12, f13, f23) =
+        (first(0, 1), first(0, 2), first(0, 3), first(1, 2), first(1, 3), first(2, 3));
+    let one = i32x4::splat(1);
+    // Keys going before place r: those before it that are smaller (-mask is 1), and those after it
+    // that are not larger (1 + mask is 1 where q does not go after... r's key is not smaller).
+    let before = [
+        one + f01 + one + f02 + one + f03,
+        i32x4::ZERO - f01 + one + f12 + one + f13,
+        i32x4::ZERO - f02 - f12 + one + f23,
+        i32x4::ZERO - f03 - f13 - f23,
+    ];
+    let kept: [[i32; 4]; 4] = before.map(|b| b.cmp_gt(i32x4::splat(k as i32 - 1)).to_array());
+    std::array::from_fn(|i| i64::from(kept[i % 4][i / 4]) as u64)
+}
+
+/// The masks of a group of four keys of which `k` (1 to 3) are pruned (2:4, the commonest pattern):
+/// the keys made distinct by their place (ties: the higher index goes first, as `place_in_group`
+/// decides), a sorting network finds the k-th smallest, and every key up to it is pruned. Seven
+/// min/max and four compares instead of sixteen.
+fn masks_of_4(g: [u32; 4], k: usize) -> [u64; 4] {
+    let key: [u64; 4] = std::array::from_fn(|r| (u64::from(g[r]) << 2) | (3 - r) as u64);
+    let (a, b) = (key[0].min(key[1]), key[0].max(key[1]));
+    let (c, d) = (key[2].min(key[3]), key[2].max(key[3]));
+    let last = match k {
+        1 => a.min(c),
+        2 => a.max(c).min(b.min(d)),
+        _ => b.min(d).max(a.max(c)),
+    };
+    std::array::from_fn(|r| 0u64.wrapping_sub(u64::from(key[r] > last)))
 }
 
 /// One unit's (sum of magnitudes over all, over kept, pruned count), in flat order.
@@ -313,6 +398,52 @@ mod tests {
         let mut out = vec![0u8; raw.len()];
         g.apply(FloatType::F32, raw, rule, &scales, 0, &mut out);
         (scales, pruned, out)
+    }
+
+    #[test]
+    fn masks_of_4x4_are_masks_of_4_of_each_group() {
+        for code in 0..65536u32 {
+            let g: [u32; 16] =
+                std::array::from_fn(|i| (code.wrapping_mul(2_654_435_761) >> i) & 3 | ((i as u32 % 2) << 30));
+            for k in 1..4 {
+                let want: Vec<u64> = g.as_chunks::<4>().0.iter().flat_map(|q| masks_of_4(*q, k)).collect();
+                assert_eq!(masks_of_4x4(&g, k).to_vec(), want, "{g:?} k={k}");
+            }
+        }
+    }
+
+    #[test]
+    fn n_of_m_runs_find_non_finite_values() {
+        let (units, run) = (9, 8);
+        for (bad, want) in [
+            (f32::MAX, false),
+            (-f32::MAX, false),
+            (f32::INFINITY, true),
+            (f32::NEG_INFINITY, true),
+            (f32::NAN, true),
+        ] {
+            for at in [0, run * 8 + 7] {
+                let mut v = values(units * run);
+                v[at] = bad;
+                let mut out = vec![0u8; v.len() * 4];
+                let rule = RunRule::NofM { n: 2, m: 4, rows: run, cols: 1 };
+                let r = runs(&raw(&v), run, &rule, Renorm::L2, 0, &mut out);
+                assert_eq!(r.non_finite, want, "{bad} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn masks_of_4_prune_what_place_in_group_prunes() {
+        // Every group of four keys from {0, 1, 2, 3} (all ties included), every k.
+        for code in 0..256u32 {
+            let g: [u32; 4] = std::array::from_fn(|r| (code >> (2 * r)) & 3);
+            for k in 1..4 {
+                let want: [u64; 4] =
+                    std::array::from_fn(|r| 0u64.wrapping_sub(u64::from(place_in_group(&g, r) >= k)));
+                assert_eq!(masks_of_4(g, k), want, "{g:?} k={k}");
+            }
+        }
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Scanned<'_> {
                 let parts = write::pipelined(out, &pieces, |r, buf| {
                     grid_f32::runs(&raw, g.run, &rule, opts.renorm, r.start, buf)
                 })?;
-                if parts.iter().any(|p| p.max_key >= cut::INFINITE) {
+                if parts.iter().any(|p| p.non_finite) {
                     return if w.unchecked {
                         Ok(None)
                     } else {
