@@ -221,6 +221,14 @@ fn span_f32(
     scales: &[f32],
     keeps: impl Fn(usize, u32) -> bool,
 ) {
+    if run == 1 {
+        // A unit per element (MatMul and Gemm transB=0 weights): each element its own scale.
+        let (src, dst) = (src.as_chunks::<4>().0, dst.as_chunks_mut::<4>().0);
+        for (r, ((o, e), s)) in dst.iter_mut().zip(src).zip(scales).enumerate() {
+            *o = grid_f32::rescaled(*e, *s, |k| keeps(first + r, k));
+        }
+        return;
+    }
     for (r, (o, e)) in dst.chunks_mut(run * 4).zip(src.chunks(run * 4)).enumerate() {
         let base = first + r * run;
         grid_f32::rescale_run(e, o, scales[r], |j, k| keeps(base + j, k));

@@ -353,10 +353,15 @@ fn lockstep_sums(
 pub(crate) fn rescale_run(src: &[u8], dst: &mut [u8], s: f32, keeps: impl Fn(usize, u32) -> bool) {
     let (src, dst) = (src.as_chunks::<4>().0, dst.as_chunks_mut::<4>().0);
     for (j, (o, e)) in dst.iter_mut().zip(src).enumerate() {
-        let v = f32::from_le_bytes(*e);
-        let w = std::hint::select_unpredictable(keeps(j, v.to_bits() & 0x7fff_ffff), v * s, 0.0);
-        *o = w.to_le_bytes();
+        *o = rescaled(*e, s, |k| keeps(j, k));
     }
+}
+
+/// One f32 element rescaled: `v * s` when `keeps` its key, else +0.0.
+#[inline]
+pub(crate) fn rescaled(e: [u8; 4], s: f32, keeps: impl Fn(u32) -> bool) -> [u8; 4] {
+    let v = f32::from_le_bytes(e);
+    std::hint::select_unpredictable(keeps(v.to_bits() & 0x7fff_ffff), v * s, 0.0).to_le_bytes()
 }
 
 /// `rescale_run` by a mask of all ones (kept) or zeros: `v * s` with its bits masked, no branch.
