@@ -4,6 +4,7 @@ pub mod cut;
 pub mod grid;
 pub mod grid_f32;
 pub mod kth;
+mod n_of_m;
 pub mod renorm;
 pub mod select;
 pub mod targets;

@@ -78,13 +78,13 @@ pub enum Check {
 /// Checks every target's payload and settles how many weights each prunes: for global scope the
 /// threshold, in one pass over the weights that also finds non-finite values.
 pub fn scan<'m>(model: &'m Model, plan: &Plan, opts: &PruneOptions, check: Check) -> Result<Scanned<'m>> {
+    let global = matches!(opts.selector, Selector::Sparsity { scope: Scope::Global, .. });
+    let unchecked = check == Check::AsMade && !global;
     let mut work = Vec::new();
     for t in &plan.targets {
         let tensor = super::tensor_of(model, t.source);
         let raw = payload::view(model, tensor, t.dtype)?;
         let params = raw.len() / t.dtype.size();
-        let global = matches!(opts.selector, Selector::Sparsity { scope: Scope::Global, .. });
-        let unchecked = check == Check::AsMade && !global;
         work.push(Work {
             target: t.clone(),
             tensor,
