@@ -329,8 +329,9 @@ impl Scanned<'_> {
         ))
     }
 
-    /// Makes one target's pruned and rescaled payload and writes it to `w`, piece by piece; None
-    /// (nothing written) if its values, still to be checked, are not all finite.
+    /// Makes one target's pruned and rescaled payload and writes it to `out`, piece by piece; None if
+    /// its values, still to be checked, are not all finite (the write is then dropped whole, whatever
+    /// part of the payload reached it).
     fn make(
         &self,
         model: &Model,
@@ -356,11 +357,12 @@ impl Scanned<'_> {
             _ => None,
         };
         let grid = Grid::of(layout, w.params);
-        let run_rule = match (opts.selector, cut, grid, ty) {
-            (_, _, Some(g), FloatType::F32) if g.rows > 1 || g.blocks > 1 => None,
-            (_, Some(c), Some(_), FloatType::F32) => Some(RunRule::Cut(c)),
-            (Selector::Pattern { n, m }, None, Some(_), FloatType::F32) if m <= 16 => {
-                Some(RunRule::NofM { n, m, rows: layout.rows, cols: layout.cols })
+        // f32 units that are one run each take the fused kernel, under a cut or N:M up to 16.
+        let one_run = grid.filter(|g| ty == FloatType::F32 && g.rows == 1 && g.blocks == 1);
+        let run_rule = match (opts.selector, cut, one_run) {
+            (_, Some(c), Some(g)) => Some((g, RunRule::Cut(c))),
+            (Selector::Pattern { n, m }, None, Some(g)) if m <= 16 => {
+                Some((g, RunRule::NofM { n, m, rows: layout.rows, cols: layout.cols }))
             }
             _ => None,
         };
@@ -369,9 +371,9 @@ impl Scanned<'_> {
         if w.unchecked && cut.is_none() && run_rule.is_none() && finite(ty, &raw).is_err() {
             return Ok(None);
         }
-        let (scales, pruned, dense_tail) = match (run_rule, grid) {
-            (Some(rule), Some(g)) => {
-                // f32 units that are one run each: selected, summed and rescaled in cache.
+        let (scales, pruned, dense_tail) = match run_rule {
+            Some((g, rule)) => {
+                // Selected, summed and rescaled in cache.
                 let pieces = write::pieces(raw.len(), grid_f32::group(g.run));
                 let parts = write::pipelined(out, &pieces, |r, buf| {
                     grid_f32::runs(&raw, g.run, &rule, opts.renorm, r.start, buf)
@@ -390,7 +392,7 @@ impl Scanned<'_> {
                 };
                 (parts.into_iter().flat_map(|p| p.scales).collect(), pruned, dense_tail)
             }
-            _ => {
+            None => {
                 let (rule, dense_tail) = match (opts.selector, cut) {
                     (_, Some(c)) => (Rule::Cut(c), 0),
                     (Selector::Sparsity { sparsity, .. }, None) => {
