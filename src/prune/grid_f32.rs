@@ -27,6 +27,12 @@ fn least_kept(c: &Cut, start: usize, len: usize) -> Option<u32> {
     }
 }
 
+thread_local! {
+    /// Each thread's mask and key buffers, kept from group to group and call to call: a fresh 128 KiB
+    /// mask per group would be zeroed and page-faulted in each time.
+    static SCRATCH: std::cell::RefCell<(Vec<u64>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 /// Bytes of a group of units that `runs` makes together: a piece it makes starts at a multiple.
 pub fn group(run: usize) -> usize {
     LOCKSTEP * run * 4
@@ -59,14 +65,10 @@ pub fn runs(raw: &[u8], run: usize, rule: &RunRule, method: Renorm, at: usize, o
         .par_chunks(group)
         .zip(out.par_chunks_mut(group))
         .enumerate()
-        // Mask and key buffers reused from group to group.
-        .map_init(
-            || (Vec::new(), Vec::new()),
-            |(mask, keys), (g, (src, dst))| {
-                let first = (at / group + g) * LOCKSTEP * run;
-                one_group(rule, method, src, dst, first, run, mask, keys)
-            },
-        )
+        .map(|(g, (src, dst))| {
+            let first = (at / group + g) * LOCKSTEP * run;
+            SCRATCH.with_borrow_mut(|(mask, keys)| one_group(rule, method, src, dst, first, run, mask, keys))
+        })
         .collect();
     let pruned = parts.iter().map(|p| p.pruned).sum();
     let non_finite = parts.iter().any(|p| p.non_finite);

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 use super::output::ProduceError;
 use super::{nothing_to_prune_error, target_report, PruneOptions, Scope, Selector};
 use crate::error::{Error, Result};
-use crate::onnx::model::{Model, Tensor};
+use crate::onnx::model::{Model, Payload, Tensor};
 use crate::onnx::payload::{self, View};
 use crate::onnx::tensor::{decode_raw, FloatType};
 use crate::onnx::write::{self, Patch};
@@ -341,6 +341,12 @@ impl Scanned<'_> {
     ) -> std::result::Result<Option<Made>, ProduceError> {
         let ty = w.target.dtype;
         let raw = payload::view(model, w.tensor, ty)?;
+        // A piece made is never read again: its pages of the mapped model go now, not all at the end.
+        let done = |r: std::ops::Range<usize>| {
+            if let Payload::Raw(at) = &w.tensor.payload {
+                model.bytes.release(at.start + r.start..at.start + r.end);
+            }
+        };
         let layout = &w.target.layout;
         let internal = |what: String| {
             Error::model(&model.path, format!("internal: weight '{}' {what}", w.target.weight))
@@ -376,7 +382,9 @@ impl Scanned<'_> {
                 // Selected, summed and rescaled in cache.
                 let pieces = write::pieces(raw.len(), grid_f32::group(g.run));
                 let parts = write::pipelined(out, &pieces, |r, buf| {
-                    grid_f32::runs(&raw, g.run, &rule, opts.renorm, r.start, buf)
+                    let made = grid_f32::runs(&raw, g.run, &rule, opts.renorm, r.start, buf);
+                    done(r);
+                    made
                 })?;
                 if parts.iter().any(|p| p.non_finite) {
                     return if w.unchecked {
@@ -411,7 +419,8 @@ impl Scanned<'_> {
                         let size = ty.size();
                         let pieces = write::pieces(raw.len(), grid.run.max(1) * size);
                         write::pipelined(out, &pieces, |r, buf| {
-                            grid.apply(ty, &raw, &rule, &scales, r.start / size, buf)
+                            grid.apply(ty, &raw, &rule, &scales, r.start / size, buf);
+                            done(r);
                         })?;
                         (scales, pruned)
                     }
@@ -419,6 +428,7 @@ impl Scanned<'_> {
                         let mut buf = Vec::new();
                         let made = by_units(ty, &raw, &rule, w, opts.renorm, &mut buf);
                         out.write_all(&buf)?;
+                        done(0..raw.len());
                         made
                     }
                 };
