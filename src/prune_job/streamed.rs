@@ -10,7 +10,8 @@
 //!    target's mask (its cut, the layer's own cut, or the unit/N:M selection of that target alone),
 //!    per-unit scales and the rescaled bytes (`prune::grid`, `prune::grid_f32` for f32 units that are
 //!    one run each), made and written piece by piece: making the next piece overlaps writing this one
-//!    (`write::pipelined`), and both stay in the cores' caches.
+//!    (`write::pipelined`), and both stay in the cores' caches. A target's own layer cut is settled
+//!    while the target before it is made and written, so the writer never waits on one.
 //!
 //! Layer, unit and N:M scopes check values finite as each target is made (`Check::AsMade`): one read of
 //! the weights instead of two. Meeting a non-finite value there stops the write (its temporary file
@@ -23,7 +24,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 
@@ -295,8 +296,22 @@ impl Scanned<'_> {
     ) -> Result<Option<Vec<TargetReport>>> {
         let made: Mutex<Vec<Option<Made>>> = Mutex::new((0..self.work.len()).map(|_| None).collect());
         let non_finite = AtomicBool::new(false);
+        let cuts: Vec<OnceLock<LayerCut>> = (0..self.work.len()).map(|_| OnceLock::new()).collect();
         let produce = |i: usize, w: &mut (dyn Write + Send)| -> std::result::Result<(), ProduceError> {
-            match self.make(model, &self.work[i], opts, w)? {
+            // The next target's layer cut is settled while this one is made and written, on the
+            // cores the writer leaves idle, not while the writer waits for it.
+            let (result, ()) = rayon::join(
+                || self.make(model, &self.work[i], &cuts[i], opts, w),
+                || {
+                    let Some(next) = self.work.get(i + 1) else { return };
+                    let ty = next.target.dtype;
+                    // A payload that fails to read now fails its own make, with the error.
+                    if let (Some(k), Ok(raw)) = (layer_k(next, opts), payload::view(model, next.tensor, ty)) {
+                        cuts[i + 1].get_or_init(|| cut::layer(ty, &raw, k));
+                    }
+                },
+            );
+            match result? {
                 Some(m) => made.lock().expect("not poisoned")[i] = Some(m),
                 None => {
                     non_finite.store(true, Ordering::Relaxed);
@@ -336,6 +351,7 @@ impl Scanned<'_> {
         &self,
         model: &Model,
         w: &Work,
+        layer: &OnceLock<LayerCut>,
         opts: &PruneOptions,
         out: &mut (dyn Write + Send),
     ) -> std::result::Result<Option<Made>, ProduceError> {
@@ -351,16 +367,11 @@ impl Scanned<'_> {
         let internal = |what: String| {
             Error::model(&model.path, format!("internal: weight '{}' {what}", w.target.weight))
         };
-        let cut = match (opts.selector, w.cut) {
-            (_, Some(c)) => Some(c),
-            (Selector::Sparsity { sparsity, scope: Scope::Global | Scope::Layer }, None) => {
-                match cut::layer(ty, &raw, prune_count(sparsity, w.params)) {
-                    Ok(c) => Some(c),
-                    Err(_) if w.unchecked => return Ok(None),
-                    Err(_) => return Err(internal("became non-finite".into()).into()),
-                }
-            }
-            _ => None,
+        let cut = match layer_k(w, opts).map(|k| layer.get_or_init(|| cut::layer(ty, &raw, k))) {
+            None => w.cut,
+            Some(Ok(c)) => Some(*c),
+            Some(Err(_)) if w.unchecked => return Ok(None),
+            Some(Err(_)) => return Err(internal("became non-finite".into()).into()),
         };
         let grid = Grid::of(layout, w.params);
         // f32 units that are one run each take the fused kernel, under a cut or N:M up to 16.
@@ -439,6 +450,20 @@ impl Scanned<'_> {
             return Err(internal(format!("pruned {pruned} weights, {} expected", w.pruned)).into());
         }
         Ok(Some(Made { scales, dense_tail }))
+    }
+}
+
+/// A layer's own cut, or the first non-finite value met settling it.
+type LayerCut = std::result::Result<Cut, NonFinite>;
+
+/// How many weights a target's own layer cut prunes, when it takes one (layer scope, or the collapse
+/// guard of global scope).
+fn layer_k(w: &Work, opts: &PruneOptions) -> Option<usize> {
+    match (opts.selector, w.cut) {
+        (Selector::Sparsity { sparsity, scope: Scope::Global | Scope::Layer }, None) => {
+            Some(prune_count(sparsity, w.params))
+        }
+        _ => None,
     }
 }
 
