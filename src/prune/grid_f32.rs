@@ -27,10 +27,18 @@ fn least_kept(c: &Cut, start: usize, len: usize) -> Option<u32> {
     }
 }
 
+/// A thread's buffers for `one_group`, kept from group to group and call to call: a fresh 128 KiB mask
+/// per group would be zeroed and page-faulted in each time.
+#[derive(Default)]
+struct Scratch {
+    mask: Vec<u64>,
+    keys: Vec<u32>,
+    /// Kept bits of `quads`.
+    bits: Vec<u16>,
+}
+
 thread_local! {
-    /// Each thread's mask and key buffers, kept from group to group and call to call: a fresh 128 KiB
-    /// mask per group would be zeroed and page-faulted in each time.
-    static SCRATCH: std::cell::RefCell<(Vec<u64>, Vec<u32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
 }
 
 /// Bytes of a group of units that `runs` makes together: a piece it makes starts at a multiple.
@@ -67,7 +75,7 @@ pub fn runs(raw: &[u8], run: usize, rule: &RunRule, method: Renorm, at: usize, o
         .enumerate()
         .map(|(g, (src, dst))| {
             let first = (at / group + g) * LOCKSTEP * run;
-            SCRATCH.with_borrow_mut(|(mask, keys)| one_group(rule, method, src, dst, first, run, mask, keys))
+            SCRATCH.with_borrow_mut(|scratch| one_group(rule, method, src, dst, first, run, scratch))
         })
         .collect();
     let pruned = parts.iter().map(|p| p.pruned).sum();
@@ -84,12 +92,19 @@ fn one_group(
     dst: &mut [u8],
     first: usize,
     run: usize,
-    mask: &mut Vec<u64>,
-    keys: &mut Vec<u32>,
+    scratch: &mut Scratch,
 ) -> Runs {
     let l2 = method == Renorm::L2;
     let units = src.len() / (run * 4);
-    let (keep, non_finite) = Keep::of(rule, src, first, run, mask, keys);
+    #[cfg(target_arch = "x86_64")]
+    if let RunRule::NofM { n, m: 4, cols: 1, .. } = *rule {
+        if units == LOCKSTEP && n < 4 && n > 0 {
+            let (scales, pruned, non_finite) =
+                super::quads::group(src, dst, run, 4 - n, method, &mut scratch.bits);
+            return Runs { scales, pruned, non_finite };
+        }
+    }
+    let (keep, non_finite) = Keep::of(rule, src, first, run, &mut scratch.mask, &mut scratch.keys);
     let sums: Vec<(f64, f64, usize)> = match (&keep, units == LOCKSTEP) {
         (Keep::Bounds(least), true) => {
             let least: [f64x2; PAIRS] =
@@ -311,13 +326,57 @@ mod tests {
             (f32::NEG_INFINITY, true),
             (f32::NAN, true),
         ] {
-            for at in [0, run * 8 + 7] {
+            // In the first group of eight units (`quads` on x86-64) and in the partial one after.
+            for at in [0, run * 3 + 5, run * 8 + 7] {
                 let mut v = values(units * run);
                 v[at] = bad;
                 let mut out = vec![0u8; v.len() * 4];
                 let rule = RunRule::NofM { n: 2, m: 4, rows: run, cols: 1 };
                 let r = runs(&raw(&v), run, &rule, Renorm::L2, 0, &mut out);
                 assert_eq!(r.non_finite, want, "{bad} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn n_of_4_runs_match_the_generic_path() {
+        // Whole groups of eight units (the vector path of `quads` on x86-64) and a partial one, runs
+        // with and without a tail of rows, ties everywhere (few distinct magnitudes, both zeros),
+        // subnormals and the largest floats.
+        let special = [0.0, -0.0, 1e-45, -3e-39, f32::MAX, -f32::MAX, 1.0, -1.0];
+        for run in [1, 3, 4, 5, 8, 12, 13, 64] {
+            for units in [8, 16, 19] {
+                let mut x = (run * 31 + units) as u32;
+                let v: Vec<f32> = (0..units * run)
+                    .map(|_| {
+                        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        match (x >> 16) % 8 {
+                            0 => special[(x >> 8) as usize % special.len()],
+                            r => (r as f32 - 4.0) / 2.0,
+                        }
+                    })
+                    .collect();
+                let r = raw(&v);
+                for n in 1..4 {
+                    for method in [Renorm::None, Renorm::L1, Renorm::L2] {
+                        let rule = RunRule::NofM { n, m: 4, rows: run, cols: 1 };
+                        let mut out = vec![0u8; r.len()];
+                        let got = runs(&r, run, &rule, method, 0, &mut out);
+                        assert!(!got.non_finite);
+                        let layout = Layout {
+                            units,
+                            inner_units: units,
+                            inner_stride: run,
+                            outer_stride: 0,
+                            rows: run,
+                            row_stride: 1,
+                            cols: 1,
+                        };
+                        let sel = select::n_of_m(&Weights { values: &v, layout: &layout }, n, 4);
+                        let want = generic(units, run, &r, &Rule::Mask(sel.keep), method);
+                        assert_eq!((got.scales, got.pruned, out), want, "{units}x{run} {n}:4 {method:?}");
+                    }
+                }
             }
         }
     }

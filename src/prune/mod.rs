@@ -5,6 +5,8 @@ pub mod grid;
 pub mod grid_f32;
 pub mod kth;
 mod n_of_m;
+#[cfg(target_arch = "x86_64")]
+mod quads;
 pub mod renorm;
 pub mod select;
 pub mod targets;

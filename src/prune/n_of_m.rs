@@ -71,29 +71,36 @@ fn n_of_m_const<const M: usize>(keys: &[u32], n: usize, rows: usize, cols: usize
     }
 }
 
-/// `masks_of_4` of four consecutive groups of four keys, the groups in the lanes of 32-bit vectors:
-/// place `r` goes before place `q < r` when its key is smaller, or equal (the higher index first), so
-/// six compares give every place's count of keys going before it. Keys are below 2^31: signed
-/// compares, which SSE2 has, order them.
+/// `masks_of_4` of four consecutive groups of four keys, the groups in the lanes of 32-bit vectors.
 fn masks_of_4x4(keys: &[u32; 16], k: usize) -> [u64; 16] {
     let v: [i32x4; 4] = std::array::from_fn(|r| {
         i32x4::from([keys[r] as i32, keys[4 + r] as i32, keys[8 + r] as i32, keys[12 + r] as i32])
     });
-    // first(q, r), q < r: all ones where key q goes before key r (strictly smaller).
+    let kept: [[i32; 4]; 4] = kept_of_4(v, k).map(|m| m.to_array());
+    std::array::from_fn(|i| i64::from(kept[i % 4][i / 4]) as u64)
+}
+
+/// Of four groups of four keys, one group per lane (`v[r]`: the key of place r), all ones where the
+/// key is kept, `k` (1 to 3) of each group pruned: place `r` goes before place `q < r` when its key is
+/// smaller, or equal (the higher index first), so six compares give every place's count of keys going
+/// before it, and a place with `k` or more before it is kept. Keys are below 2^31: signed compares,
+/// which SSE2 has, order them.
+#[inline]
+pub(crate) fn kept_of_4(v: [i32x4; 4], k: usize) -> [i32x4; 4] {
+    // first(q, r), q < r: all ones (-1) where key q goes before key r (strictly smaller).
     let first = |q: usize, r: usize| v[q].cmp_lt(v[r]);
     let (f01, f02, f03, f12, f13, f23) =
         (first(0, 1), first(0, 2), first(0, 3), first(1, 2), first(1, 3), first(2, 3));
     let one = i32x4::splat(1);
-    // Keys going before place r: those before it that are smaller (-mask is 1), and those after it
-    // that are not larger (1 + mask is 1 where q does not go after... r's key is not smaller).
+    // Keys going before place r: q < r when smaller (-mask is 1), q > r when r's key is not smaller
+    // (1 + mask is 1).
     let before = [
         one + f01 + one + f02 + one + f03,
         i32x4::ZERO - f01 + one + f12 + one + f13,
         i32x4::ZERO - f02 - f12 + one + f23,
         i32x4::ZERO - f03 - f13 - f23,
     ];
-    let kept: [[i32; 4]; 4] = before.map(|b| b.cmp_gt(i32x4::splat(k as i32 - 1)).to_array());
-    std::array::from_fn(|i| i64::from(kept[i % 4][i / 4]) as u64)
+    before.map(|b| b.cmp_gt(i32x4::splat(k as i32 - 1)))
 }
 
 /// The masks of a group of four keys of which `k` (1 to 3) are pruned (2:4, the commonest pattern):
