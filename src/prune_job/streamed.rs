@@ -296,18 +296,15 @@ impl Scanned<'_> {
     ) -> Result<Option<Vec<TargetReport>>> {
         let made: Mutex<Vec<Option<Made>>> = Mutex::new((0..self.work.len()).map(|_| None).collect());
         let non_finite = AtomicBool::new(false);
-        let cuts: Vec<OnceLock<LayerCut>> = (0..self.work.len()).map(|_| OnceLock::new()).collect();
+        let ahead: Vec<Ahead> = (0..self.work.len()).map(|_| Ahead::default()).collect();
         let produce = |i: usize, w: &mut (dyn Write + Send)| -> std::result::Result<(), ProduceError> {
-            // The next target's layer cut is settled while this one is made and written, on the
-            // cores the writer leaves idle, not while the writer waits for it.
+            // What the next target needs before its first piece is settled while this one is made
+            // and written, on the cores the writer leaves idle, not while the writer waits for it.
             let (result, ()) = rayon::join(
-                || self.make(model, &self.work[i], &cuts[i], opts, w),
+                || self.make(model, &self.work[i], &ahead[i], opts, w),
                 || {
-                    let Some(next) = self.work.get(i + 1) else { return };
-                    let ty = next.target.dtype;
-                    // A payload that fails to read now fails its own make, with the error.
-                    if let (Some(k), Ok(raw)) = (layer_k(next, opts), payload::view(model, next.tensor, ty)) {
-                        cuts[i + 1].get_or_init(|| cut::layer(ty, &raw, k));
+                    if let (Some(next), Some(a)) = (self.work.get(i + 1), ahead.get(i + 1)) {
+                        settle_ahead(model, next, a, opts);
                     }
                 },
             );
@@ -351,7 +348,7 @@ impl Scanned<'_> {
         &self,
         model: &Model,
         w: &Work,
-        layer: &OnceLock<LayerCut>,
+        ahead: &Ahead,
         opts: &PruneOptions,
         out: &mut (dyn Write + Send),
     ) -> std::result::Result<Option<Made>, ProduceError> {
@@ -367,15 +364,14 @@ impl Scanned<'_> {
         let internal = |what: String| {
             Error::model(&model.path, format!("internal: weight '{}' {what}", w.target.weight))
         };
-        let cut = match layer_k(w, opts).map(|k| layer.get_or_init(|| cut::layer(ty, &raw, k))) {
+        let cut = match layer_k(w, opts).map(|k| ahead.cut.get_or_init(|| cut::layer(ty, &raw, k))) {
             None => w.cut,
             Some(Ok(c)) => Some(*c),
             Some(Err(_)) if w.unchecked => return Ok(None),
             Some(Err(_)) => return Err(internal("became non-finite".into()).into()),
         };
         let grid = Grid::of(layout, w.params);
-        // f32 units that are one run each take the fused kernel, under a cut or N:M up to 16.
-        let one_run = grid.filter(|g| ty == FloatType::F32 && g.rows == 1 && g.blocks == 1);
+        let one_run = grid.filter(|g| fused(g, ty));
         let run_rule = match (opts.selector, cut, one_run) {
             (_, Some(c), Some(g)) => Some((g, RunRule::Cut(c))),
             (Selector::Pattern { n, m }, None, Some(g)) if m <= 16 => {
@@ -426,7 +422,12 @@ impl Scanned<'_> {
                 };
                 let (scales, pruned) = match grid {
                     Some(grid) => {
-                        let (scales, pruned) = grid.scales(ty, &raw, &rule, opts.renorm);
+                        let (scales, pruned) = match rule {
+                            Rule::Cut(_) => {
+                                ahead.scales.get_or_init(|| grid.scales(ty, &raw, &rule, opts.renorm)).clone()
+                            }
+                            Rule::Mask(_) => grid.scales(ty, &raw, &rule, opts.renorm),
+                        };
                         let size = ty.size();
                         let pieces = write::pieces(raw.len(), grid.run.max(1) * size);
                         write::pipelined(out, &pieces, |r, buf| {
@@ -455,6 +456,39 @@ impl Scanned<'_> {
 
 /// A layer's own cut, or the first non-finite value met settling it.
 type LayerCut = std::result::Result<Cut, NonFinite>;
+
+/// What a target needs before its first piece can be made, settled once: by its own make, or while
+/// the target before it is made and written (`settle_ahead`).
+#[derive(Default)]
+struct Ahead {
+    /// Its own layer cut (`layer_k`).
+    cut: OnceLock<LayerCut>,
+    /// Under a cut, a grid path's unit scales and pruned count: a pass over the whole payload.
+    scales: OnceLock<(Vec<Option<f64>>, usize)>,
+}
+
+/// f32 units that are one run each take the fused kernel (`grid_f32`), under a cut or N:M up to 16;
+/// it settles their scales piece by piece, so nothing is settled ahead for them.
+fn fused(g: &Grid, ty: FloatType) -> bool {
+    ty == FloatType::F32 && g.rows == 1 && g.blocks == 1
+}
+
+/// Settles what `make` will need of `w`: its layer cut and, under a cut, the grid path's scales. A
+/// payload that cannot be read, or is not finite, settles nothing here: its own make meets the error.
+fn settle_ahead(model: &Model, w: &Work, ahead: &Ahead, opts: &PruneOptions) {
+    let ty = w.target.dtype;
+    let Ok(raw) = payload::view(model, w.tensor, ty) else { return };
+    let cut = match layer_k(w, opts).map(|k| ahead.cut.get_or_init(|| cut::layer(ty, &raw, k))) {
+        None => w.cut,
+        Some(Ok(c)) => Some(*c),
+        Some(Err(_)) => return,
+    };
+    if let (Some(c), Some(grid)) = (cut, Grid::of(&w.target.layout, w.params)) {
+        if !fused(&grid, ty) {
+            ahead.scales.get_or_init(|| grid.scales(ty, &raw, &Rule::Cut(c), opts.renorm));
+        }
+    }
+}
 
 /// How many weights a target's own layer cut prunes, when it takes one (layer scope, or the collapse
 /// guard of global scope).
