@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 mod checks;
+mod make;
 mod output;
 pub mod streamed;
 
