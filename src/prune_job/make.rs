@@ -13,7 +13,7 @@ use super::streamed::{finite, Work};
 use super::{PruneOptions, Scope, Selector};
 use crate::error::Error;
 use crate::onnx::model::{Model, Payload};
-use crate::onnx::payload::{self, View};
+use crate::onnx::payload;
 use crate::onnx::tensor::{decode_raw, FloatType};
 use crate::onnx::write;
 use crate::prune::cut::{self, Cut, NonFinite};
@@ -21,6 +21,7 @@ use crate::prune::grid::{Grid, Rule};
 use crate::prune::grid_f32::{self, RunRule};
 use crate::prune::renorm::{self, Renorm};
 use crate::prune::select::{self, prune_count, Weights};
+use crate::prune::targets::Layout;
 
 /// What making one target's payload gave, for its report.
 pub(super) struct Made {
@@ -119,7 +120,7 @@ pub(super) fn target(
                 }
                 None => {
                     let mut buf = Vec::new();
-                    let made = by_units(ty, &raw, &rule, w, opts.renorm, &mut buf);
+                    let made = by_units(ty, &raw, &rule, layout, opts.renorm, &mut buf);
                     out.write_all(&buf)?;
                     done(0..raw.len());
                     made
@@ -184,9 +185,9 @@ fn layer_k(w: &Work, opts: &PruneOptions) -> Option<usize> {
 /// For a layout without a grid: the in-memory computation on this one target.
 fn by_units(
     ty: FloatType,
-    raw: &View,
+    raw: &[u8],
     rule: &Rule,
-    w: &Work,
+    layout: &Layout,
     method: Renorm,
     out: &mut Vec<u8>,
 ) -> (Vec<Option<f64>>, usize) {
@@ -194,14 +195,61 @@ fn by_units(
     let size = ty.size();
     let keep: Vec<bool> =
         raw.chunks_exact(size).enumerate().map(|(i, b)| rule.keeps(i, cut::key(ty, b))).collect();
-    let scales = renorm::scales(&values, &keep, &w.target.layout, method);
+    let scales = renorm::scales(&values, &keep, layout, method);
     out.clear();
     out.extend_from_slice(raw);
     for (u, s) in scales.iter().enumerate() {
-        for i in w.target.layout.unit_indices(u) {
+        for i in layout.unit_indices(u) {
             ty.rescale(&mut out[i * size..(i + 1) * size], keep[i], s.unwrap_or(1.0));
         }
     }
     let pruned = keep.iter().filter(|k| !**k).count();
     (scales, pruned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `by_units` serves layouts no grid describes (none of today's ops makes one): on layouts a grid
+    /// does describe, it must give what the grid paths give, bit for bit.
+    #[test]
+    fn by_units_gives_what_the_grid_paths_give() {
+        let layout = |units, inner_units, inner_stride, outer_stride, rows, row_stride, cols| Layout {
+            units,
+            inner_units,
+            inner_stride,
+            outer_stride,
+            rows,
+            row_stride,
+            cols,
+        };
+        let layouts = [
+            layout(5, 5, 7, 0, 7, 1, 1),  // Gemm transB=1: a unit per row
+            layout(6, 6, 1, 0, 9, 6, 1),  // MatMul, Gemm transB=0: a unit per column
+            layout(8, 4, 1, 20, 5, 4, 1), // batched MatMul [2, 5, 4]
+            layout(3, 3, 12, 0, 4, 3, 3), // Conv: 4 input channels, 3 kernel positions
+            layout(6, 3, 2, 18, 3, 6, 2), // ConvTranspose, 2 groups of 3 outputs, kernel 2
+        ];
+        for l in layouts {
+            let n = l.units * l.fan_in();
+            let grid = Grid::of(&l, n).expect("a layout a grid describes");
+            let values: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0 * if i % 3 == 0 { -1.0 } else { 1.0 })
+                .collect();
+            let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let cut = Cut { threshold: 0.5f32.to_bits(), equal_before: n / 2 };
+            let mask: Vec<bool> = (0..n).map(|i| i % 4 != 1).collect();
+            for rule in [Rule::Cut(cut), Rule::Mask(mask)] {
+                for method in [Renorm::None, Renorm::L1, Renorm::L2] {
+                    let mut got = Vec::new();
+                    let (scales, pruned) = by_units(FloatType::F32, &raw, &rule, &l, method, &mut got);
+                    let want = grid.scales(FloatType::F32, &raw, &rule, method);
+                    let mut out = vec![0u8; raw.len()];
+                    grid.apply(FloatType::F32, &raw, &rule, &want.0, 0, &mut out);
+                    assert_eq!((scales, pruned, got), (want.0, want.1, out), "{l:?} {method:?}");
+                }
+            }
+        }
+    }
 }
