@@ -2,7 +2,8 @@
 //! transB=1, Conv, a 1-D MatMul) under a magnitude cut or an N:M pattern. A group of eight units is
 //! selected, summed, scaled and written while it is in cache, so each weight is read from memory once.
 //! Sums stay in flat order per unit, so the scales are bit-identical to `Grid::scales`; kept tests are
-//! masks, never branches, since whether a weight is kept is a coin toss for the CPU.
+//! masks, never branches, since whether a weight is kept is a coin toss for the CPU. On x86-64, N:4 of a
+//! whole group of eight units with consecutive fan-in rows goes to `quads`.
 
 use rayon::prelude::*;
 use wide::{f64x2, CmpGe};
