@@ -236,11 +236,12 @@ fn span_f32(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::prune::renorm;
 
-    fn layouts() -> Vec<(Layout, usize)> {
+    /// A layout of each kind a grid describes, with its element count.
+    pub(crate) fn layouts() -> Vec<(Layout, usize)> {
         let l = |units, inner_units, inner_stride, outer_stride, rows, row_stride, cols| Layout {
             units,
             inner_units,

@@ -215,24 +215,7 @@ mod tests {
     /// does describe, it must give what the grid paths give, bit for bit.
     #[test]
     fn by_units_gives_what_the_grid_paths_give() {
-        let layout = |units, inner_units, inner_stride, outer_stride, rows, row_stride, cols| Layout {
-            units,
-            inner_units,
-            inner_stride,
-            outer_stride,
-            rows,
-            row_stride,
-            cols,
-        };
-        let layouts = [
-            layout(5, 5, 7, 0, 7, 1, 1),  // Gemm transB=1: a unit per row
-            layout(6, 6, 1, 0, 9, 6, 1),  // MatMul, Gemm transB=0: a unit per column
-            layout(8, 4, 1, 20, 5, 4, 1), // batched MatMul [2, 5, 4]
-            layout(3, 3, 12, 0, 4, 3, 3), // Conv: 4 input channels, 3 kernel positions
-            layout(6, 3, 2, 18, 3, 6, 2), // ConvTranspose, 2 groups of 3 outputs, kernel 2
-        ];
-        for l in layouts {
-            let n = l.units * l.fan_in();
+        for (l, n) in crate::prune::grid::tests::layouts() {
             let grid = Grid::of(&l, n).expect("a layout a grid describes");
             let values: Vec<f32> = (0..n)
                 .map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0 * if i % 3 == 0 { -1.0 } else { 1.0 })
