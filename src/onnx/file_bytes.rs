@@ -38,9 +38,7 @@ impl FileBytes {
             .map_err(|e| Error::io(path, e))?;
         Ok(FileBytes::Mapped(map))
     }
-}
 
-impl FileBytes {
     /// Tells the kernel that `range` will not be read again: its pages leave this process's memory
     /// now, on the thread that is done with them, rather than all at once when the mapping is dropped
     /// (tearing down a 400 MB mapping takes longer than 10 ms, all of it after the last write). A hint:

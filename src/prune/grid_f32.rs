@@ -13,7 +13,7 @@ use super::n_of_m::n_of_m;
 use super::renorm::{kept_part, magnitude, unit_scale, Renorm};
 
 /// Units summed in lockstep: their independent f64 sums hide the latency of each add.
-const LOCKSTEP: usize = 8;
+pub(super) const LOCKSTEP: usize = 8;
 const PAIRS: usize = LOCKSTEP / 2;
 
 /// The least key kept in the unit at flat elements `[start, start + len)`, when one bound holds for
@@ -100,9 +100,7 @@ fn one_group(
     #[cfg(target_arch = "x86_64")]
     if let RunRule::NofM { n, m: 4, cols: 1, .. } = *rule {
         if units == LOCKSTEP && n < 4 && n > 0 {
-            let (scales, pruned, non_finite) =
-                super::quads::group(src, dst, run, 4 - n, method, &mut scratch.bits);
-            return Runs { scales, pruned, non_finite };
+            return super::quads::group(src, dst, run, 4 - n, method, &mut scratch.bits);
         }
     }
     let (keep, non_finite) = Keep::of(rule, src, first, run, &mut scratch.mask, &mut scratch.keys);

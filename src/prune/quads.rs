@@ -8,24 +8,18 @@
 
 use std::arch::x86_64::*;
 
+use super::grid_f32::{Runs, LOCKSTEP as UNITS};
 use super::n_of_m::kept_of_4;
 use super::renorm::{unit_scale, Renorm};
 
-/// Units done together: two quads, as `grid_f32::LOCKSTEP`.
-pub const UNITS: usize = 8;
+// The group `grid_f32` hands over is two quads of units.
+const _: () = assert!(UNITS == 8);
 
 /// Sums, scales and rescaled bytes of eight units of `run` f32 weights each, end to end in `src`, of
 /// which every group of four consecutive weights keeps all but its `k` smallest |w| (ties: the later
-/// one goes first), a tail of fewer than four kept: (scales, weights pruned, whether a value was NaN
-/// or infinite). The results are bit-identical to `grid_f32`'s generic path. `bits` is scratch.
-pub fn group(
-    src: &[u8],
-    dst: &mut [u8],
-    run: usize,
-    k: usize,
-    method: Renorm,
-    bits: &mut Vec<u16>,
-) -> (Vec<Option<f64>>, usize, bool) {
+/// one goes first), a tail of fewer than four kept. The results are bit-identical to `grid_f32`'s
+/// generic path. `bits` is scratch.
+pub fn group(src: &[u8], dst: &mut [u8], run: usize, k: usize, method: Renorm, bits: &mut Vec<u16>) -> Runs {
     assert!(src.len() == UNITS * run * 4 && dst.len() == src.len() && (1..4).contains(&k));
     let blocks = run / 4;
     bits.resize(2 * blocks, 0);
@@ -38,7 +32,7 @@ pub fn group(
     let factors: [f32; UNITS] = std::array::from_fn(|q| scales[q].unwrap_or(1.0) as f32);
     // SAFETY: as above.
     unsafe { rescale(src, dst, run, &factors, bits) };
-    (scales, UNITS * blocks * k, non_finite)
+    Runs { scales, pruned: UNITS * blocks * k, non_finite }
 }
 
 /// Rows `4b..4b + 4` of units `quad*4..quad*4 + 4`, transposed: vector `r` holds row `4b + r` of the
