@@ -1,5 +1,6 @@
 //! Reading and writing ONNX files, nothing about pruning.
 
+pub mod atomic_file;
 pub mod external;
 pub mod file_bytes;
 pub mod graph_edit;

@@ -1,13 +1,12 @@
 //! Writing: the output is the input's bytes with some ranges replaced. Length prefixes of the messages
 //! enclosing a replacement are rewritten when its size changes; nothing else is re-encoded, so every
-//! field renorm does not touch (unknown ones included) is copied byte for byte. Writes are atomic.
+//! field renorm does not touch (unknown ones included) is copied byte for byte. Writes are atomic
+//! (`atomic_file`).
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::ops::Range;
-use std::path::Path;
 
-use crate::error::{Error, Result};
 use crate::onnx::model::{Model, Nest, Payload, Tensor};
 use crate::onnx::tensor::{self, FloatType};
 use crate::onnx::wire::{self, Value};
@@ -126,6 +125,15 @@ pub fn write_patched(
     w.write_all(&source[pos..])
 }
 
+/// The length of what `write_patched` writes: a deferred patch is as long as its range.
+pub fn patched_len(source_len: usize, replacements: &[(Range<usize>, Patch)]) -> u64 {
+    let change = |(range, patch): &(Range<usize>, Patch)| match patch {
+        Patch::Bytes(b) => b.len() as i64 - range.len() as i64,
+        Patch::Deferred(_) => 0,
+    };
+    (source_len as i64 + replacements.iter().map(change).sum::<i64>()) as u64
+}
+
 /// Writes `patch`, replacing `len` bytes: a deferred one must produce exactly that many.
 pub fn write_patch(
     w: &mut (dyn Write + Send),
@@ -204,94 +212,6 @@ pub fn pipelined<T: Send>(
     Ok(made)
 }
 
-/// A file being written beside its destination; it appears there only on `commit`, and vanishes if
-/// dropped before. While it is written it is `.renorm-<destination name>.<random>.tmp`, locked: a
-/// process killed before its commit leaves that file, unlocked, and `remove_stale` deletes it.
-pub struct AtomicFile {
-    temp: tempfile::NamedTempFile,
-    dest: std::path::PathBuf,
-}
-
-impl AtomicFile {
-    pub fn new(dest: &Path) -> Result<AtomicFile> {
-        let folder = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let name = dest.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".renorm-{name}."))
-            .suffix(".tmp")
-            .rand_bytes(TEMP_RAND)
-            .tempfile_in(&folder)
-            .map_err(|e| Error::io(&folder, e))?;
-        // Held until the file is persisted or dropped, or the process dies: tells `remove_stale` that
-        // the file is being written. Where locks are not supported, stale files are left alone.
-        let _ = temp.as_file().try_lock();
-        Ok(AtomicFile { temp, dest: dest.to_path_buf() })
-    }
-
-    /// Writes the whole content with `fill`.
-    pub fn fill(&mut self, fill: impl FnOnce(&mut (dyn Write + Send)) -> std::io::Result<()>) -> Result<()> {
-        let mut w = BufWriter::with_capacity(1 << 20, self.temp.as_file_mut());
-        fill(&mut w).and_then(|_| w.flush()).map_err(|e| Error::io(&self.dest, e))
-    }
-
-    /// Renames the finished file into place, with the permissions of `like` (the file it derives
-    /// from) rather than the private ones of a temporary file.
-    pub fn commit(self, like: &Path) -> Result<()> {
-        let dest = self.dest;
-        if let Ok(meta) = std::fs::metadata(like) {
-            self.temp.as_file().set_permissions(meta.permissions()).map_err(|e| Error::io(&dest, e))?;
-        }
-        self.temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
-        Ok(())
-    }
-}
-
-/// Random characters in an `AtomicFile`'s temporary name.
-const TEMP_RAND: usize = 6;
-
-/// Deletes the temporary files that killed runs writing `output` left beside it (its own and those of
-/// its data files `<name>.data` and `<name>.<i>.data`), except any a live process still holds.
-pub fn remove_stale(output: &Path) {
-    let Some(name) = output.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
-    let folder = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let Ok(entries) = std::fs::read_dir(folder) else { return };
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(dest) = file
-            .strip_prefix(".renorm-")
-            .and_then(|f| f.strip_suffix(".tmp"))
-            .and_then(|f| f.rsplit_once('.'))
-            .filter(|(_, random)| {
-                random.len() == TEMP_RAND && random.chars().all(|c| c.is_ascii_alphanumeric())
-            })
-            .map(|(dest, _)| dest)
-        else {
-            continue;
-        };
-        let data_file =
-            dest.strip_prefix(name.as_str()).and_then(|rest| rest.strip_prefix('.')).is_some_and(|rest| {
-                rest == "data"
-                    || rest
-                        .strip_suffix(".data")
-                        .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-            });
-        if dest != name && !data_file {
-            continue;
-        }
-        let path = entry.path();
-        let unlocked = std::fs::File::open(&path).is_ok_and(|f| f.try_lock().is_ok());
-        if unlocked && entry.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,9 +253,27 @@ mod tests {
             write_patched(&mut out, &source, &replacements, &produce).map(|_| out)
         };
         assert_eq!(write(b"payload").unwrap(), b"head.payload.tail");
+
         for wrong in [&b"short"[..], b"too long!"] {
             let e = write(wrong).unwrap_err().to_string();
             assert!(e.contains(&format!("made {} bytes for 7", wrong.len())), "{e}");
         }
+    }
+
+    #[test]
+    fn patched_len_is_what_write_patched_writes() {
+        let source: Vec<u8> = (0..100u8).collect();
+        let produce = |_: usize, w: &mut (dyn Write + Send)| w.write_all(&[7; 20]);
+        let replacements = vec![
+            (0..3, Patch::Bytes(vec![1; 9])),
+            (10..30, Patch::Deferred(0)),
+            (40..60, Patch::Bytes(vec![2; 4])),
+            (60..60, Patch::Bytes(vec![3; 5])),
+            (99..100, Patch::Bytes(Vec::new())),
+        ];
+        let mut out = Vec::new();
+        write_patched(&mut out, &source, &replacements, &produce).unwrap();
+        assert_eq!(patched_len(source.len(), &replacements), out.len() as u64);
+        assert_eq!(out.len(), 100 + 6 - 16 + 5 - 1);
     }
 }

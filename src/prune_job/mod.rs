@@ -15,10 +15,11 @@ pub use output::{nothing_deferred, write_output};
 
 use crate::calibrate::{self, refit::RefitOptions};
 use crate::error::{Error, Result};
+use crate::onnx::atomic_file;
 use crate::onnx::model::{Model, Tensor};
 use crate::onnx::payload;
 use crate::onnx::tensor::{decode_raw, FloatType};
-use crate::onnx::write::{self, Patch};
+use crate::onnx::write::Patch;
 use crate::prune::renorm::{self, Renorm, ScaleStats};
 use crate::prune::select::{self, Selection, Weights};
 use crate::prune::targets::{self, Filter, Plan, Skipped, Source, Target};
@@ -345,7 +346,7 @@ fn prune_streamed(
     opts: &PruneOptions,
     report: &mut PruneReport,
 ) -> Result<()> {
-    write::remove_stale(output);
+    atomic_file::remove_stale(output);
     let mut check = streamed::Check::AsMade;
     loop {
         let scanned = streamed::scan(model, plan, opts, check)?;
@@ -435,7 +436,7 @@ fn prune_in_memory(
         .chain(bias_changed)
         .map(|(t, ty, raw)| (t, ty, Patch::Bytes(raw)))
         .collect();
-    write::remove_stale(output);
+    atomic_file::remove_stale(output);
     write_output(model, output, changed, edits, &metadata_value(report), &nothing_deferred)
 }
 

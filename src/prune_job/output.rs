@@ -9,10 +9,11 @@ use std::sync::Mutex;
 
 use super::{checks, METADATA_KEY};
 use crate::error::{Error, Result};
+use crate::onnx::atomic_file::AtomicFile;
 use crate::onnx::external::{self, DataFileOut};
 use crate::onnx::model::{Model, Payload, Tensor};
 use crate::onnx::tensor::FloatType;
-use crate::onnx::write::{self, AtomicFile, Edit, Patch, Produce};
+use crate::onnx::write::{self, Edit, Patch, Produce};
 
 /// Why a deferred payload was not written: making it failed, or writing it.
 #[derive(Debug)]
@@ -135,11 +136,13 @@ fn write_all(
     let mut pending: BTreeMap<usize, AtomicFile> = BTreeMap::new();
     for (i, f) in data_files.iter().enumerate() {
         let mut file = AtomicFile::new(&f.dest)?;
-        file.fill(|w| external::copy_patched(f, w, produce))?;
+        let len = std::fs::metadata(&f.source).map_err(|e| Error::io(&f.source, e))?.len();
+        file.fill(len, |w| external::copy_patched(f, w, produce))?;
         pending.insert(i, file);
     }
     let mut main = AtomicFile::new(output)?;
-    main.fill(|w| write::write_patched(w, &model.bytes, &replacements, produce))?;
+    let len = write::patched_len(model.bytes.len(), &replacements);
+    main.fill(len, |w| write::write_patched(w, &model.bytes, &replacements, produce))?;
     if !pending.is_empty() {
         // An existing output (--force) goes before the new data files come: a kill between the renames
         // must not leave a model reading data files that are not its own.
