@@ -253,7 +253,6 @@ mod tests {
             write_patched(&mut out, &source, &replacements, &produce).map(|_| out)
         };
         assert_eq!(write(b"payload").unwrap(), b"head.payload.tail");
-
         for wrong in [&b"short"[..], b"too long!"] {
             let e = write(wrong).unwrap_err().to_string();
             assert!(e.contains(&format!("made {} bytes for 7", wrong.len())), "{e}");
